@@ -1,0 +1,250 @@
+//! A host's resolved configuration: where it is, how to log in, which
+//! transports to use and the merged options of each, with their sources.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A login and its password. The password never shows in `Debug` output.
+#[derive(Clone)]
+pub struct Credential {
+    /// The user name.
+    pub login: String,
+    /// The password.
+    pub password: SecretString,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential").field("login", &self.login).field("password", &"***").finish()
+    }
+}
+
+/// Where an effective option value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(tag = "layer", rename_all = "snake_case")]
+pub enum OptionSource {
+    /// The plugin's built-in default.
+    Default,
+    /// A host's table in an inventory file.
+    HostsFile {
+        /// The inventory file.
+        path: PathBuf,
+    },
+    /// A `[host_preferences."<selector>"]` table in a settings file.
+    Settings {
+        /// The settings file.
+        path: PathBuf,
+        /// The regex that matched the host id.
+        selector: String,
+    },
+    /// A command-line override.
+    CommandLine,
+    /// An override passed through the API.
+    Api,
+    /// Parsed from the host's URL.
+    Url,
+}
+
+impl fmt::Display for OptionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionSource::Default => f.write_str("default"),
+            OptionSource::HostsFile { path } => write!(f, "hosts.json {}", path.display()),
+            OptionSource::Settings { path, selector } => {
+                write!(f, "settings.toml {} [host_preferences.\"{selector}\"]", path.display())
+            }
+            OptionSource::CommandLine => f.write_str("command line"),
+            OptionSource::Api => f.write_str("api override"),
+            OptionSource::Url => f.write_str("url"),
+        }
+    }
+}
+
+/// The merged `*_options` tables of one host, each key with its source.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedOptions {
+    tables: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    sources: BTreeMap<(String, String), OptionSource>,
+}
+
+impl ResolvedOptions {
+    /// Sets `table.key` to `value`, remembering where it came from; a later
+    /// call for the same key wins (that is how layers are applied).
+    pub fn set(&mut self, table: &str, key: &str, value: impl serde::Serialize, source: OptionSource) -> Result<()> {
+        let value = serde_json::to_value(value).map_err(|e| {
+            Error::new(ErrorKind::InvalidConfig, "options").with_context(format!("{table}.{key}")).with_source(e)
+        })?;
+        self.tables.entry(table.to_string()).or_default().insert(key.to_string(), value);
+        self.sources.insert((table.to_string(), key.to_string()), source);
+        Ok(())
+    }
+
+    /// Applies every field of a serializable struct or map as `table.*`.
+    pub fn set_all(&mut self, table: &str, values: impl serde::Serialize, source: OptionSource) -> Result<()> {
+        let value = serde_json::to_value(values)
+            .map_err(|e| Error::new(ErrorKind::InvalidConfig, "options").with_context(table.to_string()).with_source(e))?;
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    self.set(table, &key, value, source.clone())?;
+                }
+                Ok(())
+            }
+            serde_json::Value::Null => Ok(()),
+            other => Err(Error::new(ErrorKind::InvalidConfig, "options")
+                .with_context(format!("{table} must be a table, found {}", json_type(&other)))),
+        }
+    }
+
+    /// Deserializes `table` into the transport's typed options. A key the type
+    /// does not know, or a value of the wrong type, is an
+    /// [`ErrorKind::InvalidConfig`] error that names where the value came from.
+    pub fn table<T: DeserializeOwned>(&self, table: &str) -> Result<T> {
+        let map = self.tables.get(table).cloned().unwrap_or_default();
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
+            let message = e.to_string();
+            let source = self
+                .sources
+                .iter()
+                .filter(|((t, key), _)| t == table && message.contains(&format!("`{key}`")))
+                .map(|(_, source)| source.to_string())
+                .next();
+            let context = match source {
+                Some(source) => format!("{table}: {message} (from {source})"),
+                None => format!("{table}: {message}"),
+            };
+            Error::new(ErrorKind::InvalidConfig, "options").with_context(context)
+        })
+    }
+
+    /// Every `(table, key, value as JSON text, source)`, sorted.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str, String, &OptionSource)> {
+        self.tables.iter().flat_map(move |(table, keys)| {
+            keys.iter().map(move |(key, value)| {
+                let source = &self.sources[&(table.clone(), key.clone())];
+                (table.as_str(), key.as_str(), value.to_string(), source)
+            })
+        })
+    }
+
+    /// True when no table has any key.
+    pub fn is_empty(&self) -> bool {
+        self.tables.values().all(|t| t.is_empty())
+    }
+}
+
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "a table",
+    }
+}
+
+/// Everything needed to reach one host.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The inventory id (or the URL for an ad-hoc host).
+    pub id: String,
+    /// Address or name to connect to; `None` for hosts that need none (`local`, `mem`).
+    pub address: Option<String>,
+    /// Port from the host's URL; the transport's options decide otherwise.
+    pub port: Option<u16>,
+    /// The login to use; the first credential's when not set.
+    pub user: Option<String>,
+    /// Known logins, the first being the default.
+    pub credentials: Vec<Credential>,
+    /// Scheme of the command transport (`ssh`, `telnet`, `local`, …).
+    pub term: String,
+    /// Scheme of the file transport (`sftp`, `scp`, `ftp`, `nc`, `local`, …).
+    pub transfer: String,
+    /// Id of the jump host this host is reached through.
+    pub hop: Option<String>,
+    /// Free-form inventory labels.
+    pub element: Option<String>,
+    /// Free-form inventory labels.
+    pub board: Option<String>,
+    /// Merged per-protocol options.
+    pub options: ResolvedOptions,
+}
+
+impl HostConfig {
+    /// A host with only an id and its two transport schemes.
+    pub fn new(id: impl Into<String>, term: impl Into<String>, transfer: impl Into<String>) -> Self {
+        HostConfig {
+            id: id.into(),
+            address: None,
+            port: None,
+            user: None,
+            credentials: Vec::new(),
+            term: term.into(),
+            transfer: transfer.into(),
+            hop: None,
+            element: None,
+            board: None,
+            options: ResolvedOptions::default(),
+        }
+    }
+
+    /// The login to use.
+    pub fn login(&self) -> Option<&str> {
+        self.user.as_deref().or_else(|| self.credentials.first().map(|c| c.login.as_str()))
+    }
+
+    /// The password of the login in use, if the inventory has one.
+    pub fn password(&self) -> Option<&str> {
+        let login = self.login()?;
+        self.credentials.iter().find(|c| c.login == login).map(|c| c.password.expose_secret())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Demo {
+        port: u16,
+    }
+
+    #[test]
+    fn later_layer_wins_and_source_is_kept() {
+        let mut o = ResolvedOptions::default();
+        o.set("demo_options", "port", 22, OptionSource::Default).unwrap();
+        o.set("demo_options", "port", 2222, OptionSource::CommandLine).unwrap();
+        let demo: Demo = o.table("demo_options").unwrap();
+        assert_eq!(demo.port, 2222);
+        let (_, _, value, source) = o.entries().next().unwrap();
+        assert_eq!((value.as_str(), source), ("2222", &OptionSource::CommandLine));
+    }
+
+    #[test]
+    fn unknown_key_names_its_source() {
+        let mut o = ResolvedOptions::default();
+        o.set("demo_options", "port", 22, OptionSource::Default).unwrap();
+        o.set("demo_options", "prot", 1, OptionSource::HostsFile { path: "h.json".into() }).unwrap();
+        let err = o.table::<Demo>("demo_options").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        assert!(err.to_string().contains("unknown field `prot`"), "{err}");
+        assert!(err.to_string().contains("from hosts.json h.json"), "{err}");
+    }
+
+    #[test]
+    fn password_is_redacted() {
+        let mut host = HostConfig::new("dut", "ssh", "sftp");
+        host.credentials.push(Credential { login: "root".into(), password: "hunter2".to_string().into() });
+        assert_eq!(host.password(), Some("hunter2"));
+        assert!(!format!("{host:?}").contains("hunter2"));
+    }
+}

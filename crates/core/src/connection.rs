@@ -1,0 +1,129 @@
+//! A live connection to a host, and the factory that opens connections.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::HostConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::files::FileTransfer;
+use crate::registry::{ConnectRequest, Registry};
+use crate::transport::Transport;
+use crate::tunnel::Tunnel;
+
+/// One open connection, which may serve several schemes (one SSH connection
+/// serves `ssh`, `sftp` and `scp`).
+#[async_trait]
+pub trait Connection: Send + Sync + fmt::Debug {
+    /// The command transport, if the connection runs commands.
+    fn transport(&self) -> Option<Arc<dyn Transport>> {
+        None
+    }
+
+    /// The file transport for `scheme` (opened lazily, e.g. an SFTP subsystem).
+    async fn file_transfer(&self, scheme: &str) -> Result<Arc<dyn FileTransfer>> {
+        Err(Error::new(ErrorKind::Unsupported, "open file transfer").with_context(format!("scheme `{scheme}`")))
+    }
+
+    /// The tunnel, if the connection can open streams.
+    fn tunnel(&self) -> Option<Arc<dyn Tunnel>> {
+        None
+    }
+
+    /// False once the connection is known to be dead; the host then opens a
+    /// new one on next use.
+    fn is_alive(&self) -> bool {
+        true
+    }
+
+    /// Closes the connection and everything opened on it.
+    async fn close(&self) -> Result<()>;
+}
+
+/// A [`Connection`] assembled from ready-made parts, for transports whose
+/// capabilities need no shared state beyond what the parts hold.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionParts {
+    /// Runs commands.
+    pub transport: Option<Arc<dyn Transport>>,
+    /// Moves files (for every file scheme of this connection).
+    pub files: Option<Arc<dyn FileTransfer>>,
+    /// Opens streams.
+    pub tunnel: Option<Arc<dyn Tunnel>>,
+}
+
+#[async_trait]
+impl Connection for ConnectionParts {
+    fn transport(&self) -> Option<Arc<dyn Transport>> {
+        self.transport.clone()
+    }
+
+    async fn file_transfer(&self, scheme: &str) -> Result<Arc<dyn FileTransfer>> {
+        self.files.clone().ok_or_else(|| {
+            Error::new(ErrorKind::Unsupported, "open file transfer").with_context(format!("scheme `{scheme}` moves no files"))
+        })
+    }
+
+    fn tunnel(&self) -> Option<Arc<dyn Tunnel>> {
+        self.tunnel.clone()
+    }
+
+    async fn close(&self) -> Result<()> {
+        if let Some(t) = &self.transport {
+            t.close().await?;
+        }
+        if let Some(f) = &self.files {
+            f.close().await?;
+        }
+        if let Some(t) = &self.tunnel {
+            t.close().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens connections for a [`crate::Host`]. The default uses the plugin
+/// registry; tests inject their own to count, fail or fake connections.
+#[async_trait]
+pub trait ConnectionFactory: Send + Sync + fmt::Debug {
+    /// Schemes with the same key share one connection per host.
+    fn connection_key(&self, scheme: &str) -> Result<String>;
+
+    /// Opens a connection to `host` for `scheme`.
+    async fn connect(&self, host: Arc<HostConfig>, scheme: &str) -> Result<Arc<dyn Connection>>;
+}
+
+/// The factory that asks the registry's plugins.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryFactory {
+    registry: &'static Registry,
+}
+
+impl RegistryFactory {
+    /// A factory over the global registry.
+    pub fn global() -> Result<Self> {
+        Ok(RegistryFactory { registry: Registry::global()? })
+    }
+
+    /// A factory over a registry of the caller's (leaked: registries live for
+    /// the program, as the global one does).
+    pub fn new(registry: Registry) -> Self {
+        RegistryFactory { registry: Box::leak(Box::new(registry)) }
+    }
+}
+
+#[async_trait]
+impl ConnectionFactory for RegistryFactory {
+    fn connection_key(&self, scheme: &str) -> Result<String> {
+        Ok(self.registry.get(scheme)?.connection_key.to_string())
+    }
+
+    async fn connect(&self, host: Arc<HostConfig>, scheme: &str) -> Result<Arc<dyn Connection>> {
+        let plugin = self.registry.get(scheme)?;
+        if let Some(spec) = &plugin.options {
+            spec.validate(&host.options)?;
+        }
+        (plugin.connect)(ConnectRequest { host, scheme: plugin.scheme }).await
+    }
+}

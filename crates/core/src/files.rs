@@ -1,0 +1,297 @@
+//! Moving files: the [`FileTransfer`] trait, its options and results, and the
+//! `put_file` / `get_file` conveniences that work with local paths.
+
+use std::fmt;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// What a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (only when links are not followed).
+    Link,
+    /// A character device.
+    Chr,
+    /// A block device.
+    Blk,
+    /// A named pipe.
+    Fifo,
+    /// A socket.
+    Sock,
+    /// Anything else.
+    Other,
+}
+
+/// What `stat` knows about a path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Metadata {
+    /// What the path is.
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits (`0o7777` at most).
+    pub mode: u32,
+    /// Owner's numeric id, when the transport tells.
+    pub uid: Option<u32>,
+    /// Group's numeric id, when the transport tells.
+    pub gid: Option<u32>,
+    /// Last modification, when the transport tells.
+    #[serde(serialize_with = "serialize_unix_time")]
+    pub mtime: Option<SystemTime>,
+    /// SHA-512 of the content, lower-case hex, when asked for and the path is a file.
+    pub sha512: Option<String>,
+}
+
+fn serialize_unix_time<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match time.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DirEntry {
+    /// The entry's name (no directory part).
+    pub name: String,
+    /// Its metadata, without checksum.
+    pub metadata: Metadata,
+}
+
+/// How to `stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatOptions {
+    /// Describe the link's target instead of the link.
+    pub follow_links: bool,
+    /// Compute the SHA-512 of a regular file.
+    pub sha512: bool,
+}
+
+/// How to `put`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Permission bits of the new file. Without it, an existing destination
+    /// keeps its mode and a new file gets `0o644`.
+    pub mode: Option<u32>,
+    /// Owner (name or numeric id).
+    pub owner: Option<String>,
+    /// Group (name or numeric id).
+    pub group: Option<String>,
+    /// Modification time to set (`put_file` with `preserve` fills it in).
+    pub mtime: Option<SystemTime>,
+    /// The number of bytes the source will give, when known: the transfer
+    /// fails, leaving the destination as it was, if a different count arrives.
+    pub expected_size: Option<u64>,
+}
+
+/// Moves files to and from a host.
+///
+/// Every `put` is atomic: the data goes to a temporary sibling of the
+/// destination, its size is checked, and only then is it renamed over the
+/// destination. A failed `put` leaves the destination exactly as it was.
+#[async_trait]
+pub trait FileTransfer: Send + Sync + fmt::Debug {
+    /// Streams `source` into the file `remote`; returns the bytes written.
+    async fn put(&self, source: &mut (dyn AsyncRead + Send + Unpin), remote: &str, options: &PutOptions)
+    -> Result<u64>;
+
+    /// Streams the file `remote` into `sink`; returns the bytes read.
+    async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64>;
+
+    /// Describes `path`; `None` when it does not exist.
+    async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>>;
+
+    /// Lists a directory, sorted by name, without `.` and `..`.
+    async fn list(&self, path: &str) -> Result<Vec<DirEntry>>;
+
+    /// Creates a directory; with `parents`, its missing parents too, and an
+    /// existing directory is then no error.
+    async fn mkdir(&self, path: &str, parents: bool) -> Result<()>;
+
+    /// Removes a file, a link or an empty directory.
+    async fn remove(&self, path: &str) -> Result<()>;
+
+    /// Renames `from` to `to`, replacing a file at `to`.
+    async fn rename(&self, from: &str, to: &str) -> Result<()>;
+
+    /// Releases the connection.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A name for the temporary sibling of `path` that `put` writes first:
+/// same directory (so the rename is atomic), hidden, unique.
+pub fn temporary_sibling(path: &str) -> String {
+    let (dir, name) = match path.rfind('/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => ("", path),
+    };
+    let nonce: u64 = {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded per process and per instance: unique enough for
+        // a name that is also created exclusively.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
+        h.finish()
+    };
+    format!("{dir}.{name}.tether-{nonce:016x}.tmp")
+}
+
+/// Fails unless `actual` matches the caller's expected size.
+pub fn check_expected_size(operation: &str, path: &str, expected: Option<u64>, actual: u64) -> Result<()> {
+    match expected {
+        Some(expected) if expected != actual => Err(Error::new(ErrorKind::Corrupted, operation)
+            .with_context(format!("{path}: expected {expected} bytes, got {actual}"))),
+        _ => Ok(()),
+    }
+}
+
+/// Called with the running byte count during `put_file` / `get_file`.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
+/// Wraps a reader and reports how many bytes went through it.
+struct Counting<'a, R> {
+    inner: R,
+    total: u64,
+    progress: Option<Progress<'a>>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<'_, R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        if read > 0 {
+            self.total += read;
+            if let Some(progress) = self.progress {
+                progress(self.total);
+            }
+        }
+        poll
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<'_, W> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.total += n as u64;
+            if let Some(progress) = self.progress {
+                progress(self.total);
+            }
+        }
+        poll
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Bytes moved per read when a local file is streamed.
+const LOCAL_BUFFER: usize = 1 << 20;
+
+/// Uploads the local file `local` to `remote`. With `preserve`, the local
+/// file's mode and modification time are applied unless `options` sets them.
+pub async fn put_file(
+    files: &dyn FileTransfer,
+    local: &Path,
+    remote: &str,
+    options: &PutOptions,
+    preserve: bool,
+    progress: Option<Progress<'_>>,
+) -> Result<u64> {
+    let shown = local.display().to_string();
+    let file = tokio::fs::File::open(local).await.map_err(|e| Error::io("put", e).with_context(shown.clone()))?;
+    let meta = file.metadata().await.map_err(|e| Error::io("put", e).with_context(shown.clone()))?;
+    if meta.is_dir() {
+        return Err(Error::new(ErrorKind::InvalidInput, "put").with_context(format!("{shown} is a directory")));
+    }
+    let mut options = options.clone();
+    options.expected_size.get_or_insert(meta.len());
+    if preserve {
+        use std::os::unix::fs::PermissionsExt;
+        options.mode.get_or_insert(meta.permissions().mode() & 0o7777);
+        if let Ok(mtime) = meta.modified() {
+            options.mtime.get_or_insert(mtime);
+        }
+    }
+    let reader = tokio::io::BufReader::with_capacity(LOCAL_BUFFER, file);
+    let mut counting = Counting { inner: reader, total: 0, progress };
+    files.put(&mut counting, remote, &options).await
+}
+
+/// Downloads `remote` to the local file `local`, atomically: the bytes go to
+/// a temporary sibling, which replaces `local` only once the size matches the
+/// remote file's.
+pub async fn get_file(files: &dyn FileTransfer, remote: &str, local: &Path, progress: Option<Progress<'_>>) -> Result<u64> {
+    let shown = local.display().to_string();
+    let expected = match files.stat(remote, StatOptions { follow_links: true, sha512: false }).await? {
+        None => return Err(Error::new(ErrorKind::NotFound, "get").with_context(remote.to_string())),
+        Some(meta) if meta.kind == FileKind::Dir => {
+            return Err(Error::new(ErrorKind::InvalidInput, "get").with_context(format!("{remote} is a directory")));
+        }
+        Some(meta) => meta.size,
+    };
+    let local_path = match tokio::fs::metadata(local).await {
+        Ok(m) if m.is_dir() => {
+            let name = remote.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("download");
+            local.join(name)
+        }
+        _ => local.to_path_buf(),
+    };
+    let temp = std::path::PathBuf::from(temporary_sibling(&local_path.to_string_lossy()));
+    let result = async {
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .await
+            .map_err(|e| Error::io("get", e).with_context(shown.clone()))?;
+        let writer = tokio::io::BufWriter::with_capacity(LOCAL_BUFFER, file);
+        let mut counting = Counting { inner: writer, total: 0, progress };
+        let got = files.get(remote, &mut counting).await?;
+        counting.flush().await.map_err(|e| Error::io("get", e).with_context(shown.clone()))?;
+        let file = counting.inner.into_inner();
+        file.sync_all().await.map_err(|e| Error::io("get", e).with_context(shown.clone()))?;
+        let written = file.metadata().await.map_err(|e| Error::io("get", e).with_context(shown.clone()))?.len();
+        check_expected_size("get", remote, Some(expected), got)?;
+        check_expected_size("get", &shown, Some(got), written)?;
+        tokio::fs::rename(&temp, &local_path).await.map_err(|e| Error::io("get", e).with_context(shown.clone()))?;
+        Ok(got)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_sibling_stays_in_the_directory() {
+        let t = temporary_sibling("/a/b/file.txt");
+        assert!(t.starts_with("/a/b/.file.txt.tether-"), "{t}");
+        assert!(t.ends_with(".tmp"));
+        assert_ne!(temporary_sibling("x"), temporary_sibling("x"));
+        assert!(temporary_sibling("x").starts_with(".x.tether-"));
+    }
+}

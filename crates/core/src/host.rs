@@ -1,0 +1,168 @@
+//! [`Host`]: the connection manager for one host.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::command::{Command, Output};
+use crate::config::HostConfig;
+use crate::connection::{Connection, ConnectionFactory, RegistryFactory};
+use crate::error::{Error, ErrorKind, Result};
+use crate::files::{FileTransfer, Metadata, Progress, PutOptions, StatOptions, get_file, put_file};
+use crate::process::Process;
+use crate::transport::Transport;
+use crate::tunnel::{BoxStream, PortForward, Tunnel, forward_port};
+
+/// One slot per connection key; the async mutex makes concurrent first users
+/// wait for a single connect instead of racing to open several.
+type Slot = Arc<AsyncMutex<Option<Arc<dyn Connection>>>>;
+
+/// A host and its connections: opened lazily on first use, reused after, and
+/// replaced when found dead.
+///
+/// `term` picks the command transport, `transfer` the file transport;
+/// schemes that share a connection key (one SSH connection for exec, SFTP
+/// and SCP) share one connection.
+#[derive(Debug)]
+pub struct Host {
+    config: Arc<HostConfig>,
+    factory: Arc<dyn ConnectionFactory>,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl Host {
+    /// A host whose connections come from the plugin registry.
+    pub fn new(config: HostConfig) -> Result<Self> {
+        Ok(Self::with_factory(config, Arc::new(RegistryFactory::global()?)))
+    }
+
+    /// A host whose connections come from `factory` (tests inject one here).
+    pub fn with_factory(config: HostConfig, factory: Arc<dyn ConnectionFactory>) -> Self {
+        Host { config: Arc::new(config), factory, slots: Mutex::new(HashMap::new()) }
+    }
+
+    /// The host's configuration.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// The host's id.
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    fn slot(&self, key: &str) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.entry(key.to_string()).or_default().clone()
+    }
+
+    /// The live connection for `scheme`, opening (or reopening) it if needed.
+    pub async fn connection(&self, scheme: &str) -> Result<Arc<dyn Connection>> {
+        let key = self.factory.connection_key(scheme).map_err(|e| e.with_host(self.id()))?;
+        let slot = self.slot(&key);
+        let mut guard = slot.lock().await;
+        if let Some(conn) = guard.as_ref() {
+            if conn.is_alive() {
+                return Ok(conn.clone());
+            }
+            tracing::debug!(host = self.id(), scheme, "connection is dead, reconnecting");
+            let _ = conn.close().await;
+        }
+        let conn = self.factory.connect(self.config.clone(), scheme).await.map_err(|e| e.with_host(self.id()))?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// The command transport (`term`).
+    pub async fn transport(&self) -> Result<Arc<dyn Transport>> {
+        let scheme = &self.config.term;
+        self.connection(scheme).await?.transport().ok_or_else(|| {
+            Error::new(ErrorKind::Unsupported, "exec").with_host(self.id()).with_context(format!("scheme `{scheme}` runs no commands"))
+        })
+    }
+
+    /// The file transport (`transfer`).
+    pub async fn files(&self) -> Result<Arc<dyn FileTransfer>> {
+        let scheme = &self.config.transfer;
+        self.connection(scheme).await?.file_transfer(scheme).await.map_err(|e| e.with_host(self.id()))
+    }
+
+    /// The tunnel, through the command transport's connection.
+    pub async fn tunnel(&self) -> Result<Arc<dyn Tunnel>> {
+        let scheme = &self.config.term;
+        self.connection(scheme).await?.tunnel().ok_or_else(|| {
+            Error::new(ErrorKind::Unsupported, "tunnel")
+                .with_host(self.id())
+                .with_context(format!("scheme `{scheme}` opens no streams"))
+        })
+    }
+
+    /// Runs a command to the end.
+    pub async fn exec(&self, command: &Command) -> Result<Output> {
+        self.transport().await?.exec(command).await.map_err(|e| e.with_host(self.id()))
+    }
+
+    /// Starts a command with streaming pipes.
+    pub async fn spawn(&self, command: &Command) -> Result<Process> {
+        self.transport().await?.spawn(command).await.map_err(|e| e.with_host(self.id()))
+    }
+
+    /// Uploads a local file (see [`put_file`]).
+    pub async fn put_file(
+        &self,
+        local: &Path,
+        remote: &str,
+        options: &PutOptions,
+        preserve: bool,
+        progress: Option<Progress<'_>>,
+    ) -> Result<u64> {
+        let files = self.files().await?;
+        put_file(files.as_ref(), local, remote, options, preserve, progress).await.map_err(|e| e.with_host(self.id()))
+    }
+
+    /// Downloads to a local file (see [`get_file`]).
+    pub async fn get_file(&self, remote: &str, local: &Path, progress: Option<Progress<'_>>) -> Result<u64> {
+        let files = self.files().await?;
+        get_file(files.as_ref(), remote, local, progress).await.map_err(|e| e.with_host(self.id()))
+    }
+
+    /// Describes a remote path.
+    pub async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>> {
+        self.files().await?.stat(path, options).await.map_err(|e| e.with_host(self.id()))
+    }
+
+    /// Opens a stream to `host:port` through this host.
+    pub async fn open_stream(&self, host: &str, port: u16) -> Result<BoxStream> {
+        self.tunnel().await?.open_stream(host, port).await.map_err(|e| e.with_host(self.id()))
+    }
+
+    /// Forwards an ephemeral loopback port to `host:port` through this host.
+    pub async fn forward_port(&self, host: &str, port: u16) -> Result<PortForward> {
+        forward_port(self.tunnel().await?, host, port).await.map_err(|e| e.with_host(self.id()))
+    }
+
+    /// True when at least one live connection is open.
+    pub fn is_connected(&self) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.values().any(|slot| slot.try_lock().is_ok_and(|conn| conn.as_ref().is_some_and(|c| c.is_alive())))
+    }
+
+    /// Closes every connection; the next use opens new ones.
+    pub async fn close(&self) -> Result<()> {
+        let slots: Vec<Slot> = {
+            let slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            slots.values().cloned().collect()
+        };
+        let mut first_error = None;
+        for slot in slots {
+            if let Some(conn) = slot.lock().await.take()
+                && let Err(err) = conn.close().await
+            {
+                first_error.get_or_insert(err.with_host(self.id()));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

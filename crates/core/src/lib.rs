@@ -1,0 +1,47 @@
+//! Tether's core: the traits every transport implements, the plugin registry
+//! transports join, the one error type, and [`Host`], the connection manager
+//! that connects lazily and reuses connections.
+//!
+//! - [`Transport`] runs commands, [`FileTransfer`] moves files, [`Tunnel`]
+//!   opens streams through a host. Transports are used as `Arc<dyn …>`.
+//! - A transport crate submits a [`Plugin`] with `inventory::submit!`;
+//!   [`Registry::global`] collects them.
+//! - [`memory::MemoryHost`] (scheme `mem`) is a complete in-memory transport
+//!   for tests.
+//! - With feature `conformance`, [`conformance`] holds the behaviour suite
+//!   every transport runs against itself.
+
+#![deny(missing_docs)]
+
+mod command;
+mod config;
+mod connection;
+mod error;
+mod files;
+mod host;
+mod process;
+mod registry;
+mod transport;
+mod tunnel;
+
+pub mod memory;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use command::{Command, CommandLine, ExitStatus, Output, Pty, quote, signal_name, signal_number};
+pub use config::{Credential, HostConfig, OptionSource, ResolvedOptions};
+pub use connection::{Connection, ConnectionFactory, ConnectionParts, RegistryFactory};
+pub use error::{Error, ErrorKind, Result, kind_of_io};
+pub use files::{
+    DirEntry, FileKind, FileTransfer, Metadata, Progress, PutOptions, StatOptions, check_expected_size, get_file, put_file,
+    temporary_sibling,
+};
+pub use host::Host;
+pub use process::{BoxReader, BoxWriter, Process, ProcessControl, exec_with_process};
+pub use registry::{BoxFuture, Capabilities, ConnectFn, ConnectRequest, OptionsSpec, Plugin, Registry};
+pub use transport::Transport;
+pub use tunnel::{BoxStream, PortForward, Stream, Tunnel, forward_port};
+
+/// Re-exported so plugin crates submit entries with the same `inventory`.
+pub use inventory;

@@ -1,0 +1,101 @@
+//! Streams and port forwards through a host.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+
+/// A byte stream to some `host:port` as seen from the tunnelling host.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// A boxed [`Stream`].
+pub type BoxStream = Box<dyn Stream>;
+
+/// Reaches other hosts through this one.
+#[async_trait]
+pub trait Tunnel: Send + Sync + fmt::Debug {
+    /// Opens a stream to `host:port`, connected from the tunnelling host.
+    async fn open_stream(&self, host: &str, port: u16) -> Result<BoxStream>;
+
+    /// Releases the connection.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A running local port forward; dropping it stops the listener (streams
+/// already accepted run to their end).
+pub struct PortForward {
+    local_addr: SocketAddr,
+    target: String,
+    task: JoinHandle<()>,
+}
+
+impl PortForward {
+    /// The loopback address to connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The local port.
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl fmt::Debug for PortForward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PortForward").field("local_addr", &self.local_addr).field("target", &self.target).finish()
+    }
+}
+
+/// Listens on an ephemeral loopback port and connects every accepted
+/// connection to `host:port` through `tunnel`'s [`Tunnel::open_stream`], for
+/// libraries that need a real `TcpStream` (FTP data connections, …). The
+/// forward lasts as long as the returned handle.
+pub async fn forward_port(tunnel: Arc<dyn Tunnel>, host: &str, port: u16) -> Result<PortForward> {
+    let listener =
+        TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| Error::io("forward_port", e).with_context("bind 127.0.0.1:0"))?;
+    let local_addr = listener.local_addr().map_err(|e| Error::io("forward_port", e))?;
+    let target = format!("{host}:{port}");
+    let (host, task_target) = (host.to_string(), target.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let mut inbound = match listener.accept().await {
+                Ok((inbound, _)) => inbound,
+                Err(err) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tracing::warn!(%err, "port forward accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let tunnel = tunnel.clone();
+            let host = host.clone();
+            let target = task_target.clone();
+            tokio::spawn(async move {
+                match tunnel.open_stream(&host, port).await {
+                    Ok(mut outbound) => {
+                        let _ = inbound.set_nodelay(true);
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                    Err(err) => tracing::warn!(%target, %err, "port forward could not open its stream"),
+                }
+            });
+        }
+    });
+    Ok(PortForward { local_addr, target, task })
+}
