@@ -1,1 +1,133 @@
-//! placeholder
+//! The behaviour suite every transport runs against itself.
+//!
+//! Plain async functions over `&dyn Transport`, `&dyn FileTransfer` and
+//! `&dyn Tunnel` that panic with a clear message when the transport
+//! misbehaves. A transport crate runs all of them with one macro call in its
+//! tests, so third-party transports are held to the same bar:
+//!
+//! ```ignore
+//! async fn transport() -> Arc<dyn Transport> { /* connect */ }
+//! async fn files() -> tether_core::conformance::FilesFixture { /* connect, make a scratch dir */ }
+//! tether_core::transport_conformance!(transport);
+//! tether_core::files_conformance!(files);
+//! ```
+//!
+//! The exec checks use POSIX `sh` lines (`exit 3`, `printf`, `cat`, `pwd`,
+//! `sleep`); [`exec::LINES`] lists every line, so a transport with scripted
+//! commands (like `mem`) knows what to answer.
+
+pub mod exec;
+pub mod files;
+pub mod tunnel;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::files::FileTransfer;
+
+/// A file transport and an empty scratch directory on it.
+pub struct FilesFixture {
+    /// The transport under test.
+    pub files: Arc<dyn FileTransfer>,
+    /// An existing, empty directory the checks may fill.
+    pub base: String,
+    /// Kept alive for the duration of the check (a temporary directory, a server).
+    pub guard: Box<dyn Any + Send>,
+}
+
+impl std::fmt::Debug for FilesFixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilesFixture").field("files", &self.files).field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+/// Deterministic pseudo-random bytes (so a failure can be reproduced).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut data = vec![0u8; len];
+    rng.fill(&mut data);
+    data
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Generates one `#[tokio::test]` per exec check, each calling `$make().await`
+/// for an `Arc<dyn Transport>`.
+#[macro_export]
+macro_rules! transport_conformance {
+    ($make:path) => {
+        mod transport_conformance {
+            $crate::__conformance_tests!(exec super::$make;
+                exit_codes, stdout_and_stderr_apart, binary_output_kept, argv_is_not_reinterpreted,
+                large_output, large_output_streamed, stdin_fed, stdin_streamed, env_passed, cwd_applied,
+                timeout_kills, check_fails_with_output, signal_reported, missing_program);
+        }
+    };
+}
+
+/// Generates one `#[tokio::test]` per file check, each calling `$make().await`
+/// for a [`FilesFixture`].
+#[macro_export]
+macro_rules! files_conformance {
+    ($make:path) => {
+        mod files_conformance {
+            $crate::__conformance_tests!(files super::$make;
+                round_trip_empty, round_trip_one_byte, round_trip_100_mib, mode_kept, overwrite_keeps_mode,
+                stat_describes, stat_sha512, missing_path_not_found, put_into_missing_dir_fails,
+                failed_put_keeps_destination, short_put_keeps_destination, directories);
+        }
+    };
+}
+
+/// Generates the tunnel checks; `$make().await` gives
+/// `(Arc<dyn Tunnel>, host, port, guard)` where `host:port` is an echo service
+/// reachable through the tunnel.
+#[macro_export]
+macro_rules! tunnel_conformance {
+    ($make:path) => {
+        mod tunnel_conformance {
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn echo_through_stream() {
+                let (tunnel, host, port, _guard) = super::$make().await;
+                $crate::conformance::tunnel::echo_through_stream(&*tunnel, &host, port).await;
+            }
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn echo_through_forwarded_port() {
+                let (tunnel, host, port, _guard) = super::$make().await;
+                $crate::conformance::tunnel::echo_through_forwarded_port(tunnel, &host, port).await;
+            }
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn refused_port_is_an_error() {
+                let (tunnel, host, _port, _guard) = super::$make().await;
+                $crate::conformance::tunnel::refused_port_is_an_error(&*tunnel, &host).await;
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    (exec $make:path; $($check:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let transport = $make().await;
+                $crate::conformance::exec::$check(&*transport).await;
+            }
+        )*
+    };
+    (files $make:path; $($check:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let fixture = $make().await;
+                $crate::conformance::files::$check(&*fixture.files, &fixture.base).await;
+            }
+        )*
+    };
+}
