@@ -107,16 +107,15 @@ impl ResolvedOptions {
     /// [`ErrorKind::InvalidConfig`] error that names where the value came from.
     pub fn table<T: DeserializeOwned>(&self, table: &str) -> Result<T> {
         let map = self.tables.get(table).cloned().unwrap_or_default();
-        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
-            let message = e.to_string();
-            let source = self
-                .sources
-                .iter()
-                .filter(|((t, key), _)| t == table && message.contains(&format!("`{key}`")))
-                .map(|(_, source)| source.to_string())
-                .next();
-            let context = match source {
-                Some(source) => format!("{table}: {message} (from {source})"),
+        serde_path_to_error::deserialize(serde_json::Value::Object(map)).map_err(|e| {
+            let message = e.inner().to_string();
+            // An unknown field's error names it; any other error has a path.
+            let key = match message.strip_prefix("unknown field `") {
+                Some(rest) => rest.split('`').next().unwrap_or_default().to_string(),
+                None => e.path().iter().next().map(|segment| segment.to_string()).unwrap_or_default(),
+            };
+            let context = match self.sources.get(&(table.to_string(), key.clone())) {
+                Some(source) => format!("{table}.{key}: {message} (from {source})"),
                 None => format!("{table}: {message}"),
             };
             Error::new(ErrorKind::InvalidConfig, "options").with_context(context)

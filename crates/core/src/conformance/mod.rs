@@ -5,7 +5,7 @@
 //! misbehaves. A transport crate runs all of them with one macro call in its
 //! tests, so third-party transports are held to the same bar:
 //!
-//! ```ignore
+//! ```text
 //! async fn transport() -> Arc<dyn Transport> { /* connect */ }
 //! async fn files() -> tether_core::conformance::FilesFixture { /* connect, make a scratch dir */ }
 //! tether_core::transport_conformance!(transport);
@@ -59,9 +59,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// for an `Arc<dyn Transport>`.
 #[macro_export]
 macro_rules! transport_conformance {
-    ($make:path) => {
+    ($make:ident) => {
         mod transport_conformance {
-            $crate::__conformance_tests!(exec super::$make;
+            $crate::__conformance_tests!(exec $make;
                 exit_codes, stdout_and_stderr_apart, binary_output_kept, argv_is_not_reinterpreted,
                 large_output, large_output_streamed, stdin_fed, stdin_streamed, env_passed, cwd_applied,
                 timeout_kills, check_fails_with_output, signal_reported, missing_program);
@@ -73,9 +73,9 @@ macro_rules! transport_conformance {
 /// for a [`FilesFixture`].
 #[macro_export]
 macro_rules! files_conformance {
-    ($make:path) => {
+    ($make:ident) => {
         mod files_conformance {
-            $crate::__conformance_tests!(files super::$make;
+            $crate::__conformance_tests!(files $make;
                 round_trip_empty, round_trip_one_byte, round_trip_100_mib, mode_kept, overwrite_keeps_mode,
                 stat_describes, stat_sha512, missing_path_not_found, put_into_missing_dir_fails,
                 failed_put_keeps_destination, short_put_keeps_destination, directories);
@@ -88,7 +88,7 @@ macro_rules! files_conformance {
 /// reachable through the tunnel.
 #[macro_export]
 macro_rules! tunnel_conformance {
-    ($make:path) => {
+    ($make:ident) => {
         mod tunnel_conformance {
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn echo_through_stream() {
@@ -112,20 +112,20 @@ macro_rules! tunnel_conformance {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_tests {
-    (exec $make:path; $($check:ident),* $(,)?) => {
+    (exec $make:ident; $($check:ident),* $(,)?) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
-                let transport = $make().await;
+                let transport = super::$make().await;
                 $crate::conformance::exec::$check(&*transport).await;
             }
         )*
     };
-    (files $make:path; $($check:ident),* $(,)?) => {
+    (files $make:ident; $($check:ident),* $(,)?) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
-                let fixture = $make().await;
+                let fixture = super::$make().await;
                 $crate::conformance::files::$check(&*fixture.files, &fixture.base).await;
             }
         )*

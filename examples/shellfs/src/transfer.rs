@@ -1,0 +1,526 @@
+//! [`ShellFs`]: a [`FileTransfer`] made of shell commands.
+//!
+//! Every operation is one short POSIX `sh` script, except the data itself,
+//! which streams through the stdin or stdout of a spawned `cat`. The scripts
+//! test the conditions callers match on with `[ … ]` and report them with
+//! fixed exit codes (see [`crate::error`]), so error kinds do not depend on
+//! the wording of the host's tools. Scripts are single lines, so a transport
+//! that can only type a line into a console runs them as well.
+//!
+//! The host needs `sh`, `cat`, `mv`, `rm`, `rmdir`, `mkdir`, `chmod`,
+//! GNU `find` (`-printf`, `-ignore_readdir_race`) and the GNU coreutils
+//! flavours of `stat -c`, `touch -d @SECONDS` and `sha512sum`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+use tether_core::{
+    BoxReader, Command, DirEntry, Error, ErrorKind, FileKind, FileTransfer, Metadata, Output, Process, PutOptions,
+    Result, StatOptions, Transport, check_expected_size, quote, temporary_sibling,
+};
+
+use crate::error::{
+    EXIT_EXISTS, EXIT_IS_DIR, EXIT_NOT_DIR, EXIT_NOT_FOUND, EXIT_SIZE, failed, from_script, output_of, protocol,
+};
+use crate::parse::{LIST_FORMAT, STAT_FORMAT, parse_listing, parse_mode, parse_stat_reply};
+
+/// Bytes moved per write to (or read from) `cat`: large, so a transport
+/// with per-message overhead (an SSH channel, a console) sends few messages.
+const CHUNK: usize = 1 << 20;
+
+/// How much of a command's stderr is kept for the error message.
+const STDERR_KEPT: usize = 64 * 1024;
+
+/// How long to wait for a killed process to go away before giving up on it.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// A [`FileTransfer`] that moves files with shell commands run through
+/// another [`Transport`].
+///
+/// ```no_run
+/// # async fn demo(transport: std::sync::Arc<dyn tether_core::Transport>) -> tether_core::Result<()> {
+/// use tether_core::{FileTransfer, PutOptions};
+/// use tether_example_shellfs::ShellFs;
+/// let files = ShellFs::new(transport);
+/// files.put(&mut &b"hello\n"[..], "/tmp/greeting", &PutOptions::default()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShellFs {
+    inner: Arc<dyn Transport>,
+}
+
+impl ShellFs {
+    /// Moves files through the commands `inner` runs.
+    pub fn new(inner: Arc<dyn Transport>) -> Self {
+        ShellFs { inner }
+    }
+
+    /// The command transport underneath.
+    pub fn inner(&self) -> &Arc<dyn Transport> {
+        &self.inner
+    }
+
+    /// Runs `script` with `check`, turning a failure into the kind it stands for.
+    async fn run(&self, operation: &str, subject: &str, script: &str) -> Result<Output> {
+        self.inner.exec(&command(script)).await.map_err(|e| from_script(operation, subject, e))
+    }
+
+    /// Creates the temporary file and streams `source` into it; returns the
+    /// bytes sent.
+    async fn upload(&self, source: &mut (dyn AsyncRead + Send + Unpin), temp: &str, remote: &str) -> Result<u64> {
+        // A fresh, private file: `set -C` refuses to reuse an existing name,
+        // and nobody else can read the data before its final mode is set.
+        let script = format!("umask 077; set -C; exec cat > {}", word(temp));
+        let mut process = self.inner.spawn(&command(&script)).await.map_err(|e| from_script("put", remote, e))?;
+        let Some(mut stdin) = process.stdin.take() else {
+            stop(&mut process).await;
+            return Err(protocol("put", &script, "the process has no stdin"));
+        };
+        let stderr = Drain::start(process.stderr.take());
+        drop(process.stdout.take());
+
+        let mut buffer = vec![0u8; CHUNK];
+        let mut sent = 0u64;
+        let pipe_error = loop {
+            let n = match fill(source, &mut buffer).await {
+                Ok(n) => n,
+                Err(e) => {
+                    // The data is incomplete: `cat` must not see a clean end of input.
+                    stop(&mut process).await;
+                    return Err(Error::io("put", e).with_context(format!("{remote}: reading the source")));
+                }
+            };
+            if n == 0 {
+                break stdin.shutdown().await.err();
+            }
+            if let Err(e) = stdin.write_all(&buffer[..n]).await {
+                break Some(e);
+            }
+            sent += n as u64;
+        };
+        drop(stdin);
+        let status = process.wait().await.map_err(|e| from_script("put", remote, e))?;
+        let stderr = stderr.finish().await;
+        if !status.success() {
+            // A broken pipe only says that `cat` died; its stderr says why.
+            return Err(failed("put", remote, output_of(status, stderr)));
+        }
+        match pipe_error {
+            Some(e) => Err(Error::io("put", e).with_context(format!("{remote}: writing to `cat`"))),
+            None => Ok(sent),
+        }
+    }
+}
+
+/// A checked command in the C locale, so messages match [`crate::error`]'s table.
+fn command(script: &str) -> Command {
+    Command::shell(script).env("LC_ALL", "C").check(true)
+}
+
+/// `path` as one `sh` word that no command can mistake for an option.
+fn word(path: &str) -> String {
+    if path.starts_with('-') { quote(&format!("./{path}")).into_owned() } else { quote(path).into_owned() }
+}
+
+/// `path` as a starting point of `find`, which takes words beginning with
+/// `-`, `(` or `!` for its expression.
+fn find_start(path: &str) -> String {
+    if path.starts_with('/') || path.starts_with("./") { path.to_string() } else { format!("./{path}") }
+}
+
+/// Rejects paths no command line can carry.
+fn checked<'a>(operation: &str, path: &'a str) -> Result<&'a str> {
+    if path.is_empty() || path.contains('\0') {
+        return Err(Error::new(ErrorKind::InvalidInput, operation).with_context(format!("invalid path {path:?}")));
+    }
+    Ok(path)
+}
+
+/// The directory holding `path`, as the shell sees it.
+fn parent_of(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    match trimmed.rfind('/') {
+        None if trimmed.is_empty() => "/",
+        None => ".",
+        Some(i) => match trimmed[..i].trim_end_matches('/') {
+            "" => "/",
+            parent => parent,
+        },
+    }
+}
+
+/// `touch -d` spelling of a time, to the nanosecond.
+fn touch_stamp(time: SystemTime) -> String {
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => format!("@{}.{:09}", after.as_secs(), after.subsec_nanos()),
+        Err(before) => {
+            let before = before.duration();
+            format!("@-{}.{:09}", before.as_secs(), before.subsec_nanos())
+        }
+    }
+}
+
+/// An owner or group for `chown`: a `:` would split it into two names.
+fn account<'a>(what: &str, name: &'a str) -> Result<&'a str> {
+    if name.is_empty() || name.contains([':', '\0']) {
+        return Err(Error::new(ErrorKind::InvalidInput, "put").with_context(format!("invalid {what} {name:?}")));
+    }
+    Ok(name)
+}
+
+/// Reads until `buffer` is full or the source ends.
+async fn fill(source: &mut (dyn AsyncRead + Send + Unpin), buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match source.read(&mut buffer[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// Kills a process and reaps it, bounded: the caller is already failing and
+/// only wants the process gone before it cleans up.
+async fn stop(process: &mut Process) {
+    let _ = process.kill().await;
+    let _ = tokio::time::timeout(KILL_GRACE, process.wait()).await;
+}
+
+/// Reads a process's stderr in the background, so a chatty process never
+/// blocks on a full pipe while the data flows elsewhere.
+struct Drain(Option<JoinHandle<Vec<u8>>>);
+
+impl Drain {
+    fn start(pipe: Option<BoxReader>) -> Self {
+        Drain(pipe.map(|mut pipe| {
+            tokio::spawn(async move {
+                let mut kept = Vec::new();
+                let mut buffer = vec![0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let room = STDERR_KEPT.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buffer[..n.min(room)]);
+                }
+                kept
+            })
+        }))
+    }
+
+    async fn finish(mut self) -> Vec<u8> {
+        match self.0.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The temporary sibling of a `put`, removed unless the put succeeded.
+struct Temporary {
+    inner: Arc<dyn Transport>,
+    path: Option<String>,
+}
+
+impl Temporary {
+    fn new(inner: Arc<dyn Transport>, path: String) -> Self {
+        Temporary { inner, path: Some(path) }
+    }
+
+    fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or_default()
+    }
+
+    /// The rename happened: there is nothing left to remove.
+    fn renamed(mut self) {
+        self.path = None;
+    }
+
+    /// Removes the file before the caller sees the error, so nothing is
+    /// left behind when it looks.
+    async fn remove(mut self) {
+        if let Some(path) = self.path.take() {
+            remove_quietly(&self.inner, &path).await;
+        }
+    }
+}
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        // Reached only when the put's future was dropped midway: clean up
+        // in the background, as nobody awaits anymore.
+        if let Some(path) = self.path.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let inner = self.inner.clone();
+            runtime.spawn(async move { remove_quietly(&inner, &path).await });
+        }
+    }
+}
+
+async fn remove_quietly(inner: &Arc<dyn Transport>, path: &str) {
+    // The put's own error is the one to report; a failed clean-up is logged.
+    if let Err(err) = inner.exec(&command(&format!("rm -f {}", word(path)))).await {
+        tracing::warn!(path, %err, "shellfs: could not remove a temporary file");
+    }
+}
+
+#[async_trait]
+impl FileTransfer for ShellFs {
+    async fn put(
+        &self,
+        source: &mut (dyn AsyncRead + Send + Unpin),
+        remote: &str,
+        options: &PutOptions,
+    ) -> Result<u64> {
+        let path = checked("put", remote)?;
+        if path.ends_with('/') {
+            return Err(Error::new(ErrorKind::InvalidInput, "put").with_context(format!("{path}: not a file name")));
+        }
+        let owner = options.owner.as_deref().map(|o| account("owner", o)).transpose()?;
+        let group = options.group.as_deref().map(|g| account("group", g)).transpose()?;
+
+        // Fail before sending any data when the put cannot succeed, and learn
+        // the mode an existing destination keeps.
+        let prepare = format!(
+            "d={}; p={}; [ -e \"$d\" ] || exit {EXIT_NOT_FOUND}; [ -d \"$d\" ] || exit {EXIT_NOT_DIR}; \
+             if [ -d \"$p\" ]; then exit {EXIT_IS_DIR}; fi; if [ -e \"$p\" ]; then stat -L -c %a \"$p\" || exit; fi",
+            word(parent_of(path)),
+            word(path),
+        );
+        let reply = self.run("put", path, &prepare).await?;
+        let existing = match std::str::from_utf8(&reply.stdout).map(str::trim) {
+            Ok("") => None,
+            Ok(text) => Some(parse_mode(text).map_err(|e| protocol("put", &prepare, e))?),
+            Err(_) => return Err(protocol("put", &prepare, "the reply is not UTF-8")),
+        };
+        let mode = options.mode.map(|m| m & 0o7777).or(existing).unwrap_or(0o644);
+
+        let temp = Temporary::new(self.inner.clone(), temporary_sibling(path));
+        let result = async {
+            let sent = self.upload(source, temp.path(), path).await?;
+            check_expected_size("put", path, options.expected_size, sent)?;
+            // Ownership first: `chown` clears set-id bits that `chmod` then sets.
+            let mut steps = vec![
+                format!("t={}; p={}", word(temp.path()), word(path)),
+                "s=$(stat -c %s \"$t\") || exit".to_string(),
+                format!("if [ \"$s\" != {sent} ]; then printf %s \"$s\"; exit {EXIT_SIZE}; fi"),
+            ];
+            match (owner, group) {
+                (Some(owner), Some(group)) => {
+                    steps.push(format!("chown {} \"$t\" || exit", quote(&format!("{owner}:{group}"))))
+                }
+                (Some(owner), None) => steps.push(format!("chown {} \"$t\" || exit", quote(owner))),
+                (None, Some(group)) => steps.push(format!("chgrp {} \"$t\" || exit", quote(group))),
+                (None, None) => {}
+            }
+            steps.push(format!("chmod {mode:o} \"$t\" || exit"));
+            if let Some(mtime) = options.mtime {
+                steps.push(format!("touch -c -d {} \"$t\" || exit", touch_stamp(mtime)));
+            }
+            // `mv` onto a directory would move the file into it.
+            steps.push(format!("if [ -d \"$p\" ]; then exit {EXIT_IS_DIR}; fi"));
+            steps.push("mv -f \"$t\" \"$p\"".to_string());
+            self.run("put", path, &steps.join("; ")).await?;
+            Ok(sent)
+        }
+        .await;
+        match result {
+            Ok(sent) => {
+                temp.renamed();
+                Ok(sent)
+            }
+            Err(err) => {
+                temp.remove().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
+        let path = checked("get", remote)?;
+        let expected = match self.stat(path, StatOptions { follow_links: true, sha512: false }).await? {
+            None => return Err(Error::new(ErrorKind::NotFound, "get").with_context(path.to_string())),
+            Some(meta) if meta.kind == FileKind::File => meta.size,
+            // A device or a pipe could stream forever; a directory has no bytes.
+            Some(meta) => {
+                return Err(Error::new(ErrorKind::InvalidInput, "get")
+                    .with_context(format!("{path}: not a regular file ({:?})", meta.kind)));
+            }
+        };
+        let script = format!("exec cat < {}", word(path));
+        let mut process = self.inner.spawn(&command(&script)).await.map_err(|e| from_script("get", path, e))?;
+        let Some(mut stdout) = process.stdout.take() else {
+            stop(&mut process).await;
+            return Err(protocol("get", &script, "the process has no stdout"));
+        };
+        let stderr = Drain::start(process.stderr.take());
+        drop(process.stdin.take());
+
+        let mut buffer = vec![0u8; CHUNK];
+        let mut received = 0u64;
+        loop {
+            let n = match stdout.read(&mut buffer).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    stop(&mut process).await;
+                    return Err(Error::io("get", e).with_context(format!("{path}: reading from `cat`")));
+                }
+            };
+            if let Err(e) = sink.write_all(&buffer[..n]).await {
+                stop(&mut process).await;
+                return Err(Error::io("get", e).with_context(format!("{path}: writing the sink")));
+            }
+            received += n as u64;
+        }
+        let status = process.wait().await.map_err(|e| from_script("get", path, e))?;
+        let stderr = stderr.finish().await;
+        if !status.success() {
+            return Err(failed("get", path, output_of(status, stderr)));
+        }
+        sink.flush().await.map_err(|e| Error::io("get", e).with_context(format!("{path}: flushing the sink")))?;
+        check_expected_size("get", path, Some(expected), received)?;
+        Ok(received)
+    }
+
+    async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>> {
+        let path = checked("stat", path)?;
+        let (exists, follow, regular) = if options.follow_links {
+            ("[ -e \"$p\" ]", "-L ", "[ -f \"$p\" ]")
+        } else {
+            ("{ [ -e \"$p\" ] || [ -L \"$p\" ]; }", "", "[ -f \"$p\" ] && [ ! -L \"$p\" ]")
+        };
+        let mut script = format!(
+            "p={}; {exists} || exit {EXIT_NOT_FOUND}; stat {follow}-c '{STAT_FORMAT}' \"$p\" || exit",
+            word(path)
+        );
+        if options.sha512 {
+            // From stdin, so the line names `-` and never an escaped path.
+            script.push_str(&format!("; if {regular}; then sha512sum < \"$p\" || exit; fi"));
+        }
+        match self.run("stat", path, &script).await {
+            Ok(reply) => {
+                parse_stat_reply(&reply.stdout, options.sha512).map(Some).map_err(|e| protocol("stat", &script, e))
+            }
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
+        let path = checked("list", path)?;
+        // `find` rather than `ls`: names come back byte-exact and
+        // NUL-terminated, one process serves any directory size, and an entry
+        // removed while listing is skipped instead of failing the listing.
+        // `-H` lists through a link to a directory, as `[ -d ]` follows it.
+        let script = format!(
+            "p={}; [ -e \"$p\" ] || exit {EXIT_NOT_FOUND}; [ -d \"$p\" ] || exit {EXIT_NOT_DIR}; \
+             find -H \"$p\" -mindepth 1 -maxdepth 1 -ignore_readdir_race -printf '{LIST_FORMAT}'",
+            word(&find_start(path))
+        );
+        let reply = self.run("list", path, &script).await?;
+        parse_listing(&reply.stdout).map_err(|e| protocol("list", &script, e))
+    }
+
+    async fn mkdir(&self, path: &str, parents: bool) -> Result<()> {
+        let path = checked("mkdir", path)?;
+        let script = if parents {
+            format!(
+                "p={}; if [ -e \"$p\" ] && [ ! -d \"$p\" ]; then exit {EXIT_EXISTS}; fi; mkdir -p \"$p\"",
+                word(path)
+            )
+        } else {
+            format!(
+                "p={}; d={}; if [ -e \"$p\" ] || [ -L \"$p\" ]; then exit {EXIT_EXISTS}; fi; \
+                 [ -e \"$d\" ] || exit {EXIT_NOT_FOUND}; [ -d \"$d\" ] || exit {EXIT_NOT_DIR}; mkdir \"$p\"",
+                word(path),
+                word(parent_of(path))
+            )
+        };
+        self.run("mkdir", path, &script).await.map(drop)
+    }
+
+    async fn remove(&self, path: &str) -> Result<()> {
+        let path = checked("remove", path)?;
+        // `rmdir`, never `rm -r`: a directory with content must stay.
+        let script = format!(
+            "p={}; if [ -d \"$p\" ] && [ ! -L \"$p\" ]; then rmdir \"$p\"; \
+             elif [ -e \"$p\" ] || [ -L \"$p\" ]; then rm -f \"$p\"; else exit {EXIT_NOT_FOUND}; fi",
+            word(path)
+        );
+        self.run("remove", path, &script).await.map(drop)
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (checked("rename", from)?, checked("rename", to)?);
+        // `mv` onto a directory would move `from` into it instead of replacing.
+        let script = format!(
+            "f={}; t={}; {{ [ -e \"$f\" ] || [ -L \"$f\" ]; }} || exit {EXIT_NOT_FOUND}; \
+             if [ -d \"$t\" ]; then exit {EXIT_EXISTS}; fi; mv -f \"$f\" \"$t\"",
+            word(from),
+            word(to)
+        );
+        self.run("rename", &format!("{from} -> {to}"), &script).await.map(drop)
+    }
+
+    /// Does nothing: the command transport belongs to the connection (or to
+    /// whoever built this value), which closes it.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents() {
+        assert_eq!(parent_of("/a/b"), "/a");
+        assert_eq!(parent_of("/a"), "/");
+        assert_eq!(parent_of("a"), ".");
+        assert_eq!(parent_of("a/b/"), "a");
+        assert_eq!(parent_of("a//b"), "a");
+        assert_eq!(parent_of("/"), "/");
+    }
+
+    #[test]
+    fn words_are_quoted_and_never_options() {
+        assert_eq!(word("/tmp/x"), "/tmp/x");
+        assert_eq!(word("a b"), "'a b'");
+        assert_eq!(word("-rf"), "./-rf");
+        assert_eq!(word("it's"), "'it'\\''s'");
+        assert_eq!(find_start("("), "./(");
+        assert_eq!(find_start("/a"), "/a");
+    }
+
+    #[test]
+    fn stamps() {
+        let t = SystemTime::UNIX_EPOCH + Duration::new(1_500_000_000, 5);
+        assert_eq!(touch_stamp(t), "@1500000000.000000005");
+        assert_eq!(touch_stamp(SystemTime::UNIX_EPOCH - Duration::from_millis(1500)), "@-1.500000000");
+    }
+
+    #[test]
+    fn bad_input_is_rejected() {
+        assert_eq!(checked("stat", "").unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(checked("stat", "a\0b").unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(account("owner", "a:b").unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(account("owner", "root").unwrap(), "root");
+    }
+}
