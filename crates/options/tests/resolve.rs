@@ -1,0 +1,106 @@
+//! Resolving ids and URLs against the registry of this test binary (`mem`
+//! from core, plus a test plugin with an options table).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tether_core::{
+    BoxFuture, Capabilities, ConnectRequest, Connection, ErrorKind, OptionSource, OptionsSpec, Plugin, Registry,
+};
+use tether_options::{Inventory, Overrides, Resolver};
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DemoOptions {
+    port: u16,
+    connect_timeout: f64,
+}
+
+fn never(_: ConnectRequest) -> BoxFuture<'static, tether_core::Result<Arc<dyn Connection>>> {
+    Box::pin(async { Err(tether_core::Error::new(ErrorKind::Unsupported, "connect")) })
+}
+
+fn registry() -> &'static Registry {
+    let mut registry = Registry::empty();
+    registry.register(tether_core::memory::PLUGIN).unwrap();
+    registry
+        .register(Plugin {
+            scheme: "demo",
+            connection_key: "demo",
+            description: "test plugin",
+            capabilities: Capabilities { exec: true, files: true, ..Default::default() },
+            options: Some(OptionsSpec::of::<DemoOptions>("demo_options")),
+            connect: never,
+        })
+        .unwrap();
+    Box::leak(Box::new(registry))
+}
+
+fn resolver(json: &str) -> Resolver {
+    let mut inventory = Inventory::default();
+    inventory.add_text(json, Path::new("lab/hosts.json")).unwrap();
+    Resolver::new(registry(), inventory)
+}
+
+#[test]
+fn inventory_host_gets_defaults_then_its_own_table() {
+    let r = resolver(r#"{"dut": {"ip": "127.0.0.1", "term": "demo", "transfer": "mem", "demo_options": {"port": 2222}}}"#);
+    let config = r.resolve("dut", &Overrides::default()).unwrap();
+    assert_eq!((config.term.as_str(), config.transfer.as_str()), ("demo", "mem"));
+    let entries: Vec<(String, String, OptionSource)> =
+        config.options.entries().map(|(t, k, v, s)| (format!("{t}.{k}"), v, s.clone())).collect();
+    assert_eq!(
+        entries,
+        [
+            ("demo_options.connect_timeout".into(), "0.0".into(), OptionSource::Default),
+            ("demo_options.port".into(), "2222".into(), OptionSource::HostsFile { path: "lab/hosts.json".into() }),
+        ]
+    );
+}
+
+#[test]
+fn overrides_win() {
+    let r = resolver(r#"{"dut": {"term": "demo", "transfer": "demo"}}"#);
+    let config = r.resolve("dut", &Overrides { term: Some("mem".into()), transfer: None }).unwrap();
+    assert_eq!((config.term.as_str(), config.transfer.as_str()), ("mem", "demo"));
+}
+
+#[test]
+fn unknown_host_lists_known_ones_and_the_inventory() {
+    let err = resolver(r#"{"b": {"term": "mem", "transfer": "mem"}}"#).resolve("nope", &Overrides::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        err.to_string(),
+        "resolve host: not found: unknown host `nope` (known: b, local; inventory: lab/hosts.json)"
+    );
+}
+
+#[test]
+fn unknown_scheme_lists_registered_ones() {
+    let err = resolver("{}").resolve("gopher://x", &Overrides::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "lookup scheme on gopher://x: invalid configuration: unknown scheme `gopher` (registered: demo, mem)"
+    );
+    let err = resolver(r#"{"h": {}}"#).resolve("h", &Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("unknown scheme `ssh` (registered: demo, mem)"), "{err}");
+}
+
+#[test]
+fn urls_resolve_with_user_port_and_secret_password() {
+    let config = resolver("{}").resolve("demo://ann:s3cret@example.test:2200", &Overrides::default()).unwrap();
+    assert_eq!(config.address.as_deref(), Some("example.test"));
+    assert_eq!(config.port, Some(2200));
+    assert_eq!(config.login(), Some("ann"));
+    assert_eq!(config.password(), Some("s3cret"));
+    assert!(!format!("{config:?}").contains("s3cret"));
+    let mem = resolver("{}").resolve("mem://board", &Overrides::default()).unwrap();
+    assert_eq!((mem.term.as_str(), mem.transfer.as_str(), mem.address.as_deref()), ("mem", "mem", Some("board")));
+}
+
+#[test]
+fn missing_named_inventory_is_an_error() {
+    let err = Inventory::load(&["/nonexistent/hosts.json".into()]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("/nonexistent/hosts.json"), "{err}");
+}
