@@ -429,8 +429,11 @@ mod tests {
     #[test]
     fn argv_is_quoted_into_a_shell_line() {
         let cmd = Command::argv(["printf", "%s\n", "it's a $HOME"]);
-        assert_eq!(cmd.shell_line(), r#"printf '%s
-' 'it'\''s a $HOME'"#);
+        assert_eq!(
+            cmd.shell_line(),
+            r#"printf '%s
+' 'it'\''s a $HOME'"#
+        );
     }
 
     #[test]

@@ -87,8 +87,9 @@ impl ResolvedOptions {
 
     /// Applies every field of a serializable struct or map as `table.*`.
     pub fn set_all(&mut self, table: &str, values: impl serde::Serialize, source: OptionSource) -> Result<()> {
-        let value = serde_json::to_value(values)
-            .map_err(|e| Error::new(ErrorKind::InvalidConfig, "options").with_context(table.to_string()).with_source(e))?;
+        let value = serde_json::to_value(values).map_err(|e| {
+            Error::new(ErrorKind::InvalidConfig, "options").with_context(table.to_string()).with_source(e)
+        })?;
         match value {
             serde_json::Value::Object(map) => {
                 for (key, value) in map {

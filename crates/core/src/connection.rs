@@ -61,7 +61,8 @@ impl Connection for ConnectionParts {
 
     async fn file_transfer(&self, scheme: &str) -> Result<Arc<dyn FileTransfer>> {
         self.files.clone().ok_or_else(|| {
-            Error::new(ErrorKind::Unsupported, "open file transfer").with_context(format!("scheme `{scheme}` moves no files"))
+            Error::new(ErrorKind::Unsupported, "open file transfer")
+                .with_context(format!("scheme `{scheme}` moves no files"))
         })
     }
 

@@ -99,14 +99,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind` while doing `operation` (`"exec"`, `"put"`, `"connect"`, …).
     pub fn new(kind: ErrorKind, operation: impl Into<String>) -> Self {
-        Error {
-            kind,
-            operation: operation.into(),
-            host: None,
-            context: None,
-            output: None,
-            source: None,
-        }
+        Error { kind, operation: operation.into(), host: None, context: None, output: None, source: None }
     }
 
     /// Maps an I/O error onto the matching kind, keeping it as the source.

@@ -239,7 +239,12 @@ pub async fn put_file(
 /// Downloads `remote` to the local file `local`, atomically: the bytes go to
 /// a temporary sibling, which replaces `local` only once the size matches the
 /// remote file's.
-pub async fn get_file(files: &dyn FileTransfer, remote: &str, local: &Path, progress: Option<Progress<'_>>) -> Result<u64> {
+pub async fn get_file(
+    files: &dyn FileTransfer,
+    remote: &str,
+    local: &Path,
+    progress: Option<Progress<'_>>,
+) -> Result<u64> {
     let shown = local.display().to_string();
     let expected = match files.stat(remote, StatOptions { follow_links: true, sha512: false }).await? {
         None => return Err(Error::new(ErrorKind::NotFound, "get").with_context(remote.to_string())),

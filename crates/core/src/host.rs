@@ -79,7 +79,9 @@ impl Host {
     pub async fn transport(&self) -> Result<Arc<dyn Transport>> {
         let scheme = &self.config.term;
         self.connection(scheme).await?.transport().ok_or_else(|| {
-            Error::new(ErrorKind::Unsupported, "exec").with_host(self.id()).with_context(format!("scheme `{scheme}` runs no commands"))
+            Error::new(ErrorKind::Unsupported, "exec")
+                .with_host(self.id())
+                .with_context(format!("scheme `{scheme}` runs no commands"))
         })
     }
 

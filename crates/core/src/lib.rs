@@ -34,8 +34,8 @@ pub use config::{Credential, HostConfig, OptionSource, ResolvedOptions};
 pub use connection::{Connection, ConnectionFactory, ConnectionParts, RegistryFactory};
 pub use error::{Error, ErrorKind, Result, kind_of_io};
 pub use files::{
-    DirEntry, FileKind, FileTransfer, Metadata, Progress, PutOptions, StatOptions, check_expected_size, get_file, put_file,
-    temporary_sibling,
+    DirEntry, FileKind, FileTransfer, Metadata, Progress, PutOptions, StatOptions, check_expected_size, get_file,
+    put_file, temporary_sibling,
 };
 pub use host::Host;
 pub use process::{BoxReader, BoxWriter, Process, ProcessControl, exec_with_process};

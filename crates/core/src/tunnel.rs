@@ -67,8 +67,9 @@ impl fmt::Debug for PortForward {
 /// libraries that need a real `TcpStream` (FTP data connections, …). The
 /// forward lasts as long as the returned handle.
 pub async fn forward_port(tunnel: Arc<dyn Tunnel>, host: &str, port: u16) -> Result<PortForward> {
-    let listener =
-        TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| Error::io("forward_port", e).with_context("bind 127.0.0.1:0"))?;
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| Error::io("forward_port", e).with_context("bind 127.0.0.1:0"))?;
     let local_addr = listener.local_addr().map_err(|e| Error::io("forward_port", e))?;
     let target = format!("{host}:{port}");
     let (host, task_target) = (host.to_string(), target.clone());

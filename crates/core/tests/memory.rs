@@ -28,13 +28,18 @@ fn scripted_host() -> MemoryHost {
     host.handle(lines::PRINT_ENV, |call: Call| {
         out(call.command.env.get("TETHER_PROBE").map(String::as_bytes).unwrap_or_default(), b"", 0)
     });
-    host.handle(lines::PWD, |call: Call| out(format!("{}\n", call.command.cwd.as_deref().unwrap_or("/")).as_bytes(), b"", 0));
+    host.handle(lines::PWD, |call: Call| {
+        out(format!("{}\n", call.command.cwd.as_deref().unwrap_or("/")).as_bytes(), b"", 0)
+    });
     host.handle_async(lines::SLEEP, |_| async {
         tokio::time::sleep(Duration::from_secs(30)).await;
         out(b"", b"", 0)
     });
     host.respond(lines::FAIL_3, out(b"", b"failing\n", 3));
-    host.respond(lines::SELF_KILL, Output { stdout: vec![], stderr: vec![], status: ExitStatus::Signal("KILL".into()) });
+    host.respond(
+        lines::SELF_KILL,
+        Output { stdout: vec![], stderr: vec![], status: ExitStatus::Signal("KILL".into()) },
+    );
     host.handle(lines::PRINTF_ARGV, |call: Call| match &call.command.line {
         tether_core::CommandLine::Argv(argv) => {
             out(argv[2..].iter().map(|a| format!("{a}|")).collect::<String>().as_bytes(), b"", 0)

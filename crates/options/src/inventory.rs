@@ -175,7 +175,11 @@ fn parse_host(id: &str, entry: Value, path: &Path) -> Result<InventoryHost> {
             "hop" => host.hop = Some(string_field(id, path, &key, value)?),
             "creds" => {
                 let creds: Creds = serde_json::from_value(value).map_err(|_| {
-                    invalid(path, Some(id), "`creds` must be {\"login\": \"password\"} or [{\"login\": …, \"password\": …}]")
+                    invalid(
+                        path,
+                        Some(id),
+                        "`creds` must be {\"login\": \"password\"} or [{\"login\": …, \"password\": …}]",
+                    )
                 })?;
                 host.creds = match creds {
                     Creds::Map(map) => map.0,
@@ -236,6 +240,9 @@ mod tests {
         let err = inv.add_text(r#"{"h": {"ipp": "1"}}"#, Path::new("lab.json")).unwrap_err();
         assert_eq!(err.to_string(), "load inventory: invalid configuration: lab.json: host `h`: unknown key `ipp`");
         let err = inv.add_text("{not json", Path::new("lab.json")).unwrap_err();
-        assert!(err.to_string().starts_with("load inventory: invalid configuration: lab.json: key must be a string"), "{err}");
+        assert!(
+            err.to_string().starts_with("load inventory: invalid configuration: lab.json: key must be a string"),
+            "{err}"
+        );
     }
 }

@@ -78,7 +78,10 @@ impl Resolver {
         } else {
             let read = match self.inventory.files() {
                 [] => "no inventory file read: give --hosts FILE, set TETHER_HOSTS or create ./hosts.json".to_string(),
-                files => format!("inventory: {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")),
+                files => format!(
+                    "inventory: {}",
+                    files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+                ),
             };
             return Err(Error::new(ErrorKind::NotFound, "resolve host")
                 .with_context(format!("unknown host `{target}` (known: {}; {read})", self.host_ids().join(", "))));

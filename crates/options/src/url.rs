@@ -25,18 +25,14 @@ pub fn parse_host_url(text: &str) -> Result<Option<HostUrl>> {
     if !text.contains("://") {
         return Ok(None);
     }
-    let bad = |why: String| {
-        Error::new(ErrorKind::InvalidConfig, "parse host url").with_context(format!("`{text}`: {why}"))
-    };
+    let bad =
+        |why: String| Error::new(ErrorKind::InvalidConfig, "parse host url").with_context(format!("`{text}`: {why}"));
     let url = url::Url::parse(text).map_err(|e| bad(e.to_string()))?;
     if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
         return Err(bad("a host URL has no path, query or fragment".into()));
     }
     let decode = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+        url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
     };
     let mut display = url.clone();
     let _ = display.set_password(None);

@@ -44,7 +44,8 @@ fn resolver(json: &str) -> Resolver {
 
 #[test]
 fn inventory_host_gets_defaults_then_its_own_table() {
-    let r = resolver(r#"{"dut": {"ip": "127.0.0.1", "term": "demo", "transfer": "mem", "demo_options": {"port": 2222}}}"#);
+    let r =
+        resolver(r#"{"dut": {"ip": "127.0.0.1", "term": "demo", "transfer": "mem", "demo_options": {"port": 2222}}}"#);
     let config = r.resolve("dut", &Overrides::default()).unwrap();
     assert_eq!((config.term.as_str(), config.transfer.as_str()), ("demo", "mem"));
     let entries: Vec<(String, String, OptionSource)> =
@@ -67,7 +68,8 @@ fn overrides_win() {
 
 #[test]
 fn unknown_host_lists_known_ones_and_the_inventory() {
-    let err = resolver(r#"{"b": {"term": "mem", "transfer": "mem"}}"#).resolve("nope", &Overrides::default()).unwrap_err();
+    let err =
+        resolver(r#"{"b": {"term": "mem", "transfer": "mem"}}"#).resolve("nope", &Overrides::default()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert_eq!(
         err.to_string(),

@@ -175,14 +175,20 @@ fn numeric_id(operation: &str, what: &str, value: &Option<String>) -> Result<Opt
         None => Ok(None),
         Some("root") => Ok(Some(0)),
         Some(id) => id.parse().map(Some).map_err(|_| {
-            Error::new(ErrorKind::NotFound, operation).with_context(format!("{what} `{id}` (mem knows root and numeric ids)"))
+            Error::new(ErrorKind::NotFound, operation)
+                .with_context(format!("{what} `{id}` (mem knows root and numeric ids)"))
         }),
     }
 }
 
 #[async_trait]
 impl FileTransfer for MemoryHost {
-    async fn put(&self, source: &mut (dyn AsyncRead + Send + Unpin), remote: &str, options: &PutOptions) -> Result<u64> {
+    async fn put(
+        &self,
+        source: &mut (dyn AsyncRead + Send + Unpin),
+        remote: &str,
+        options: &PutOptions,
+    ) -> Result<u64> {
         self.ensure_alive("put")?;
         let uid = numeric_id("put", "user", &options.owner)?;
         let gid = numeric_id("put", "group", &options.group)?;

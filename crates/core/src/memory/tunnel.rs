@@ -30,7 +30,8 @@ impl Tunnel for MemoryHost {
     async fn open_stream(&self, host: &str, port: u16) -> Result<BoxStream> {
         self.ensure_alive("open_stream")?;
         let service = lock(&self.shared.services).get(&(host.to_string(), port)).cloned().ok_or_else(|| {
-            Error::new(ErrorKind::ConnectFailed, "open_stream").with_context(format!("{host}:{port}: connection refused"))
+            Error::new(ErrorKind::ConnectFailed, "open_stream")
+                .with_context(format!("{host}:{port}: connection refused"))
         })?;
         let (ours, theirs) = tokio::io::duplex(256 * 1024);
         tokio::spawn(service(theirs));

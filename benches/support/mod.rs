@@ -1,0 +1,327 @@
+//! Helpers shared by the benchmarks in `benches/`: each runs Tether side by
+//! side with the tool a user would otherwise pick, in the same process and the
+//! same run, and prints one table of ratios.
+//!
+//! Plain binaries (`harness = false`), no criterion: the comparisons involve
+//! external processes and large files, where a statistics framework adds
+//! little beyond median and tail, and its warm-up and sample counts would make
+//! a 512 MiB transfer run for minutes.
+
+// Every bench binary compiles its own copy of this module and uses a subset.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// A mebibyte, the unit every throughput is reported in.
+pub const MIB: u64 = 1 << 20;
+
+/// How hard to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `cargo bench`: the real sizes and iteration counts.
+    Full,
+    /// `cargo test --benches`/`--all-targets`, `--quick`, or `TETHER_BENCH_QUICK=1`:
+    /// tiny sizes so CI proves the bench still runs in a few seconds.
+    Quick,
+}
+
+impl Mode {
+    /// `cargo bench` passes `--bench` to a `harness = false` target and
+    /// `cargo test` passes nothing (the criterion convention), so the real
+    /// run needs `--bench`; anything else is a smoke run.
+    pub fn from_env() -> Mode {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let forced_quick = std::env::var_os("TETHER_BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
+        let asked_quick = args.iter().any(|a| a == "--quick" || a == "--test");
+        if forced_quick || asked_quick || !args.iter().any(|a| a == "--bench") { Mode::Quick } else { Mode::Full }
+    }
+
+    /// `full` in a real run, `quick` in a smoke run.
+    pub fn pick<T>(self, full: T, quick: T) -> T {
+        match self {
+            Mode::Full => full,
+            Mode::Quick => quick,
+        }
+    }
+}
+
+/// Durations of repeated runs of one operation.
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    times: Vec<Duration>,
+}
+
+impl Samples {
+    pub fn new() -> Self {
+        Samples::default()
+    }
+
+    pub fn push(&mut self, time: Duration) {
+        self.times.push(time);
+    }
+
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    fn sorted(&self) -> Vec<Duration> {
+        let mut sorted = self.times.clone();
+        sorted.sort_unstable();
+        sorted
+    }
+
+    /// The middle sample (mean of the two middle ones for an even count).
+    pub fn median(&self) -> Duration {
+        let sorted = self.sorted();
+        assert!(!sorted.is_empty(), "median of no samples");
+        let mid = sorted.len() / 2;
+        if sorted.len() % 2 == 1 { sorted[mid] } else { (sorted[mid - 1] + sorted[mid]) / 2 }
+    }
+
+    /// Nearest-rank percentile, `p` in 0..=100: no interpolation, so the
+    /// value is one that was actually measured.
+    pub fn percentile(&self, p: f64) -> Duration {
+        let sorted = self.sorted();
+        assert!(!sorted.is_empty(), "percentile of no samples");
+        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1]
+    }
+
+    /// Median throughput when every sample moved `bytes`.
+    pub fn median_mib_s(&self, bytes: u64) -> f64 {
+        mib_per_s(bytes, self.median())
+    }
+}
+
+/// Times one run of `f`.
+pub fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let value = f();
+    (value, start.elapsed())
+}
+
+/// Times one run of the future `f`.
+pub async fn time_async<T>(f: impl Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let value = f.await;
+    (value, start.elapsed())
+}
+
+pub fn mib_per_s(bytes: u64, time: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / time.as_secs_f64()
+}
+
+/// A duration in the unit that keeps it readable.
+pub fn fmt_duration(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1_000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+/// Which way a ratio is good, printed next to it so nobody has to guess.
+#[derive(Debug, Clone, Copy)]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+/// `tether / reference`.
+pub fn ratio(tether: f64, reference: f64) -> f64 {
+    tether / reference
+}
+
+pub fn fmt_ratio(ratio: f64, better: Better) -> String {
+    let hint = match better {
+        Better::Lower => "lower is better",
+        Better::Higher => "higher is better",
+    };
+    format!("{ratio:.2}x ({hint})")
+}
+
+/// The result table: one row per comparison.
+#[derive(Debug, Default)]
+pub struct Table {
+    rows: Vec<[String; 5]>,
+}
+
+impl Table {
+    pub fn new() -> Self {
+        Table::default()
+    }
+
+    /// `reference` names the tool and its value, e.g. `cp: 1830 MiB/s`;
+    /// `ratio` is already formatted (see [`fmt_ratio`]) or empty.
+    pub fn row(&mut self, metric: &str, tether: String, reference_tool: &str, reference: String, ratio: String) {
+        self.rows.push([metric.to_string(), tether, reference_tool.to_string(), reference, ratio]);
+    }
+
+    /// A Markdown table, so the output pastes straight into BENCHMARKS.md.
+    pub fn render(&self) -> String {
+        let header = ["metric", "tether", "reference tool", "reference", "ratio tether/reference"];
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut out = String::from("|");
+            for (cell, width) in cells.iter().zip(&widths) {
+                let pad = width - cell.chars().count();
+                let _ = write!(out, " {cell}{} |", " ".repeat(pad));
+            }
+            out.push('\n');
+            out
+        };
+        let mut out = line(&header.map(String::from));
+        out.push_str(&line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>()));
+        for row in &self.rows {
+            out.push_str(&line(row));
+        }
+        out
+    }
+}
+
+/// One line per fact about the machine, for the top of the output and of
+/// each BENCHMARKS.md section.
+pub fn machine_description(bench_dir: &Path) -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get().to_string()).unwrap_or_else(|_| "?".into());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|rest| rest.split_once(':')).map(|(_, v)| v.trim()))
+        .unwrap_or("unknown")
+        .to_string();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = status_kib(&meminfo, "MemTotal:").map(|kib| kib as f64 / (1024.0 * 1024.0)).unwrap_or(0.0);
+    let fs = filesystem_of(bench_dir).unwrap_or_else(|| "unknown".into());
+    format!(
+        "nproc: {cpus}\ncpu: {model}\nkernel: {kernel}\nmemory: {mem_gib:.1} GiB\nbench dir: {} ({fs})\n",
+        bench_dir.display()
+    )
+}
+
+/// Filesystem type and device of `path`, as `df -T` reports them.
+pub fn filesystem_of(path: &Path) -> Option<String> {
+    let out = Command::new("df").args(["--output=fstype,source"]).arg(path).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.lines().nth(1)?.split_whitespace();
+    Some(format!("{} on {}", fields.next()?, fields.next()?))
+}
+
+fn status_kib(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(key)).and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// This process's resident set, KiB (`VmRSS`).
+pub fn rss_kib() -> Option<u64> {
+    status_kib(&std::fs::read_to_string("/proc/self/status").ok()?, "VmRSS:")
+}
+
+/// This process's peak resident set, KiB (`VmHWM`), since start or the last
+/// [`reset_peak_rss`].
+pub fn peak_rss_kib() -> Option<u64> {
+    status_kib(&std::fs::read_to_string("/proc/self/status").ok()?, "VmHWM:")
+}
+
+/// Resets `VmHWM` to the current RSS (Linux ≥ 4.0), so a peak can be
+/// attributed to one operation instead of the whole run (generating the
+/// source file, earlier benches). False when the kernel refuses; the peak is
+/// then the process lifetime's, an upper bound.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Writes `size` pseudo-random bytes to `path` in 1 MiB pieces (so the
+/// generator's memory does not inflate the peak RSS measured later), then
+/// syncs it so later timings do not pay for its writeback. splitmix64 rather
+/// than /dev/urandom: incompressible is all that matters, and it is ten times
+/// faster than the kernel's CSPRNG.
+pub fn write_random_file(path: &Path, size: u64, seed: u64) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    let mut state = seed;
+    let mut buf = vec![0u8; MIB as usize];
+    let mut left = size;
+    while left > 0 {
+        for word in buf.chunks_exact_mut(8) {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            word.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        file.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()
+}
+
+/// SHA-256 of a file, lower-case hex: proves each contender really copied.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; MIB as usize];
+    loop {
+        match file.read(&mut buf)? {
+            0 => break,
+            n => hasher.update(&buf[..n]),
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Runs a reference tool to completion and fails on a non-zero exit, so a
+/// broken reference never shows up as a fast one.
+pub fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> io::Result<()> {
+    let out = Command::new(program).args(args).stdin(Stdio::null()).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{program} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Flushes dirty pages between timed runs (outside the timing), so one
+/// contender's writeback does not land in the next one's measurement.
+pub fn sync_filesystems() -> io::Result<()> {
+    run_tool("sync", &[])
+}
+
+/// Peak RSS (KiB) of one run of a reference tool, via GNU time's `%M`;
+/// `None` where `/usr/bin/time` is missing. Run it outside any timing: the
+/// wrapper adds a fork and exec of its own.
+pub fn tool_peak_rss_kib(program: &str, args: &[&std::ffi::OsStr]) -> Option<u64> {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "--"])
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stderr).lines().last()?.trim().parse().ok()
+}
+
+pub fn fmt_kib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}

@@ -1,0 +1,119 @@
+//! Argument parsing and dispatch.
+
+mod exec;
+mod info;
+mod report;
+mod transfer;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tether::options::Overrides;
+use tether::{Error, Lab};
+
+/// Reach hosts over pluggable transports: run commands, move files.
+#[derive(Debug, Parser)]
+#[command(name = "tether", version, about, propagate_version = true)]
+struct Cli {
+    /// Inventory file (repeatable; later files win). Default: $TETHER_HOSTS, else ./hosts.json.
+    #[arg(long = "hosts", value_name = "FILE", global = true)]
+    hosts: Vec<PathBuf>,
+    /// Command transport scheme to use instead of the host's `term`.
+    #[arg(long, value_name = "SCHEME", global = true)]
+    term: Option<String>,
+    /// File transport scheme to use instead of the host's `transfer`.
+    #[arg(long, value_name = "SCHEME", global = true)]
+    transfer: Option<String>,
+    /// Print results as JSON, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Run a command on HOST, streaming its output; exits with its exit code.
+    Exec(exec::ExecArgs),
+    /// Upload a local file to HOST.
+    Put(transfer::PutArgs),
+    /// Download a file from HOST.
+    Get(transfer::GetArgs),
+    /// Describe a path on HOST.
+    Stat(transfer::StatArgs),
+    /// List the hosts of the inventory.
+    Hosts,
+    /// List the transport schemes this build knows.
+    Schemes,
+}
+
+/// What every subcommand gets: the lab and the output mode.
+pub(crate) struct Context {
+    lab: Lab,
+    overrides: Overrides,
+    pub(crate) json: bool,
+}
+
+impl Context {
+    pub(crate) fn host(&self, target: &str) -> tether::Result<tether::Host> {
+        self.lab.host_with(target, &self.overrides)
+    }
+}
+
+/// How a failure of tether itself (not of the remote command) exits.
+const TETHER_FAILED: u8 = 1;
+/// `exec` keeps small codes for the remote command, as `ssh` does.
+const EXEC_TETHER_FAILED: u8 = 255;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tether: cannot start the runtime: {err}");
+            return ExitCode::from(TETHER_FAILED);
+        }
+    };
+    let failure_code = if matches!(cli.command, Commands::Exec(_)) { EXEC_TETHER_FAILED } else { TETHER_FAILED };
+    let code = match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("tether: {err}");
+            failure_code
+        }
+    };
+    // A forwarded stdin may still be blocked reading the terminal; don't wait for it.
+    runtime.shutdown_background();
+    ExitCode::from(code)
+}
+
+async fn run(cli: Cli) -> Result<u8, Error> {
+    let lab = Lab::discover(&cli.hosts)?;
+    let overrides = Overrides { term: cli.term, transfer: cli.transfer };
+    let context = Context { lab, overrides, json: cli.json };
+    match cli.command {
+        Commands::Exec(args) => exec::run(&context, args).await,
+        Commands::Put(args) => transfer::put(&context, args).await,
+        Commands::Get(args) => transfer::get(&context, args).await,
+        Commands::Stat(args) => transfer::stat(&context, args).await,
+        Commands::Hosts => info::hosts(&context),
+        Commands::Schemes => info::schemes(&context),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
