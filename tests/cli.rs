@@ -64,7 +64,19 @@ fn exec_argv_is_exact_and_stdin_is_forwarded() {
 
 #[test]
 fn exec_env_cwd_umask_and_signal() {
-    let out = tether(&["exec", "local", "--env", "X=1 2", "--cwd", "/", "--umask", "027", "--sh", "--", "echo \"$X\"; pwd; umask"]);
+    let out = tether(&[
+        "exec",
+        "local",
+        "--env",
+        "X=1 2",
+        "--cwd",
+        "/",
+        "--umask",
+        "027",
+        "--sh",
+        "--",
+        "echo \"$X\"; pwd; umask",
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1 2\n/\n0027\n");
     let out = tether(&["exec", "local", "--sh", "--", "kill -9 $$"]);
     assert_eq!(out.status.code(), Some(137));

@@ -70,9 +70,9 @@ impl Resolver {
     /// Resolves an inventory id, `local`, or a host URL.
     pub fn resolve(&self, target: &str, overrides: &Overrides) -> Result<HostConfig> {
         let mut config = if let Some(url) = parse_host_url(target)? {
-            self.from_url(url)?
+            self.config_from_url(url)?
         } else if let Some(host) = self.inventory.get(target) {
-            self.from_inventory(host)?
+            self.config_from_inventory(host)?
         } else if target == LOCAL_HOST_ID {
             self.with_defaults(HostConfig::new(LOCAL_HOST_ID, "local", "local"))?
         } else {
@@ -108,7 +108,7 @@ impl Resolver {
         Ok(config)
     }
 
-    fn from_inventory(&self, host: &InventoryHost) -> Result<HostConfig> {
+    fn config_from_inventory(&self, host: &InventoryHost) -> Result<HostConfig> {
         let mut config = self.with_defaults(HostConfig::new(
             host.id.clone(),
             host.term.clone().unwrap_or_else(|| DEFAULT_TERM.to_string()),
@@ -125,7 +125,7 @@ impl Resolver {
         Ok(config)
     }
 
-    fn from_url(&self, url: HostUrl) -> Result<HostConfig> {
+    fn config_from_url(&self, url: HostUrl) -> Result<HostConfig> {
         let plugin = self.registry.get(&url.scheme).map_err(|e| e.with_host(url.display.clone()))?;
         let caps = plugin.capabilities;
         // A file-only scheme (`sftp://`) borrows the command transport of its
