@@ -159,6 +159,21 @@ pub fn check_expected_size(operation: &str, path: &str, expected: Option<u64>, a
     }
 }
 
+/// Reads until `buffer` is full or the source ends; returns the bytes read.
+/// Transports use it to send large, even chunks whatever sizes the source
+/// hands out.
+pub async fn read_full(source: &mut (dyn AsyncRead + Send + Unpin), buffer: &mut [u8]) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match source.read(&mut buffer[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
 /// Called with the running byte count during `put_file` / `get_file`.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
 

@@ -35,7 +35,7 @@ pub use connection::{Connection, ConnectionFactory, ConnectionParts, RegistryFac
 pub use error::{Error, ErrorKind, Result, kind_of_io};
 pub use files::{
     DirEntry, FileKind, FileTransfer, Metadata, Progress, PutOptions, StatOptions, check_expected_size, get_file,
-    put_file, temporary_sibling,
+    put_file, read_full, temporary_sibling,
 };
 pub use host::Host;
 pub use process::{BoxReader, BoxWriter, Process, ProcessControl, exec_with_process};

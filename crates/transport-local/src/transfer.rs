@@ -13,7 +13,7 @@ use tether_core::{
     DirEntry, Error, ErrorKind, FileKind, FileTransfer, Metadata, PutOptions, Result, StatOptions, check_expected_size,
     temporary_sibling,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::connect::LocalHost;
 use crate::error::{at, blocking, errno, join};
@@ -75,20 +75,8 @@ fn plan_ownership(remote: &str, owner: Option<&str>, group: Option<&str>) -> Res
     Ok(Ownership { uid, gid })
 }
 
-/// Reads until `buf` is full or the source ends.
-async fn fill(source: &mut (dyn AsyncRead + Send + Unpin), buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match source.read(&mut buf[filled..]).await? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
-}
-
 /// Reads until `buf` is full or the file ends. Blocking.
-fn read_full(mut file: &File, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full_blocking(mut file: &File, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {
@@ -109,7 +97,7 @@ async fn write_stream(source: &mut (dyn AsyncRead + Send + Unpin), file: &Arc<Fi
     let mut total = 0u64;
     loop {
         let mut buf = spare.take().unwrap_or_else(|| vec![0; CHUNK]);
-        let read = fill(source, &mut buf).await;
+        let read = tether_core::read_full(source, &mut buf).await;
         if let Some(task) = writing.take() {
             spare = Some(task.await.map_err(|e| join("put", e))?.map_err(|e| at("put", remote, e))?);
         }
@@ -236,7 +224,7 @@ fn sha512_of(file: &File) -> io::Result<String> {
     let mut hasher = Sha512::new();
     let mut buf = vec![0; 1 << 20];
     loop {
-        match read_full(file, &mut buf)? {
+        match read_full_blocking(file, &mut buf)? {
             0 => break,
             n => hasher.update(&buf[..n]),
         }
@@ -327,7 +315,7 @@ impl FileTransfer for LocalHost {
         let path = remote.to_string();
         let file = Arc::new(blocking("get", move || open_for_get(&path)).await?);
         let read_chunk = |file: Arc<File>, mut buf: Vec<u8>| {
-            tokio::task::spawn_blocking(move || read_full(&file, &mut buf).map(|n| (buf, n)))
+            tokio::task::spawn_blocking(move || read_full_blocking(&file, &mut buf).map(|n| (buf, n)))
         };
         let mut reading = Some(read_chunk(file.clone(), vec![0; CHUNK]));
         let mut spare = None;

@@ -87,7 +87,7 @@ impl ShellFs {
         let mut buffer = vec![0u8; CHUNK];
         let mut sent = 0u64;
         let pipe_error = loop {
-            let n = match fill(source, &mut buffer).await {
+            let n = match tether_core::read_full(source, &mut buffer).await {
                 Ok(n) => n,
                 Err(e) => {
                     // The data is incomplete: `cat` must not see a clean end of input.
@@ -171,18 +171,6 @@ fn account<'a>(what: &str, name: &'a str) -> Result<&'a str> {
         return Err(Error::new(ErrorKind::InvalidInput, "put").with_context(format!("invalid {what} {name:?}")));
     }
     Ok(name)
-}
-
-/// Reads until `buffer` is full or the source ends.
-async fn fill(source: &mut (dyn AsyncRead + Send + Unpin), buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match source.read(&mut buffer[filled..]).await? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// Kills a process and reaps it, bounded: the caller is already failing and
