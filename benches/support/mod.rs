@@ -52,6 +52,25 @@ impl Mode {
     }
 }
 
+/// Which summary of [`Samples`] a table row shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    Median,
+    P90,
+    /// The fastest run.
+    Best,
+}
+
+impl Stat {
+    pub fn label(self) -> &'static str {
+        match self {
+            Stat::Median => "median",
+            Stat::P90 => "p90",
+            Stat::Best => "best",
+        }
+    }
+}
+
 /// Durations of repeated runs of one operation.
 #[derive(Debug, Clone, Default)]
 pub struct Samples {
@@ -69,6 +88,15 @@ impl Samples {
 
     pub fn len(&self) -> usize {
         self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    /// Every sample in run order, for printing the spread behind a median.
+    pub fn all(&self) -> &[Duration] {
+        &self.times
     }
 
     fn sorted(&self) -> Vec<Duration> {
@@ -94,9 +122,22 @@ impl Samples {
         sorted[rank.clamp(1, sorted.len()) - 1]
     }
 
-    /// Median throughput when every sample moved `bytes`.
-    pub fn median_mib_s(&self, bytes: u64) -> f64 {
-        mib_per_s(bytes, self.median())
+    /// The fastest sample.
+    pub fn min(&self) -> Duration {
+        *self.times.iter().min().expect("min of no samples")
+    }
+
+    pub fn stat(&self, stat: Stat) -> Duration {
+        match stat {
+            Stat::Median => self.median(),
+            Stat::P90 => self.percentile(90.0),
+            Stat::Best => self.min(),
+        }
+    }
+
+    /// Throughput by `stat` when every sample moved `bytes`.
+    pub fn mib_s(&self, stat: Stat, bytes: u64) -> f64 {
+        mib_per_s(bytes, self.stat(stat))
     }
 }
 
