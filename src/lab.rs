@@ -1,7 +1,7 @@
 //! [`Lab`]: the hosts of an inventory, each a lazily connected [`Host`].
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tether_core::{Host, HostConfig, Registry, Result};
@@ -17,9 +17,11 @@ pub struct Lab {
 
 impl Lab {
     /// Loads the inventory from `hosts_files`, else `TETHER_HOSTS`, else
-    /// `./hosts.json` if present; `local` always exists.
-    pub fn discover(hosts_files: &[PathBuf]) -> Result<Self> {
-        Ok(Self::new(Resolver::discover(Registry::global()?, hosts_files)?))
+    /// `./hosts.json` if present (`local` always exists), and the host
+    /// preferences from `settings`, else `TETHER_SETTINGS`, else
+    /// `./.tether/settings.toml` if present.
+    pub fn discover(hosts_files: &[PathBuf], settings: Option<&Path>) -> Result<Self> {
+        Ok(Self::new(Resolver::discover(Registry::global()?, hosts_files, settings)?))
     }
 
     /// A lab over a resolver of the caller's.

@@ -5,7 +5,7 @@
 //! ```no_run
 //! # async fn demo() -> tether::Result<()> {
 //! use tether::{Command, Lab};
-//! let lab = Lab::discover(&[])?; // hosts.json, TETHER_HOSTS, or just `local`
+//! let lab = Lab::discover(&[], None)?; // hosts.json, TETHER_HOSTS, or just `local`
 //! let host = lab.host("local")?;
 //! let out = host.exec(&Command::argv(["uname", "-r"]).check(true)).await?;
 //! println!("{}", out.stdout_lossy());

@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch.
 
+mod config;
 mod exec;
 mod info;
 mod report;
@@ -19,6 +20,12 @@ struct Cli {
     /// Inventory file (repeatable; later files win). Default: $TETHER_HOSTS, else ./hosts.json.
     #[arg(long = "hosts", value_name = "FILE", global = true)]
     hosts: Vec<PathBuf>,
+    /// Settings file with host preferences. Default: $TETHER_SETTINGS, else ./.tether/settings.toml.
+    #[arg(long = "settings", value_name = "FILE", global = true)]
+    settings: Option<PathBuf>,
+    /// Override one option, e.g. `-o ssh_options.port=2222` (value read as TOML, else as text).
+    #[arg(short = 'o', long = "option", value_name = "TABLE.KEY=VALUE", global = true, value_parser = parse_option)]
+    options: Vec<(String, String, serde_json::Value)>,
     /// Command transport scheme to use instead of the host's `term`.
     #[arg(long, value_name = "SCHEME", global = true)]
     term: Option<String>,
@@ -45,6 +52,8 @@ enum Commands {
     Get(transfer::GetArgs),
     /// Describe a path on HOST.
     Stat(transfer::StatArgs),
+    /// Show every effective option of a host, with where it came from.
+    Config(config::ConfigArgs),
     /// List the hosts of the inventory.
     Hosts,
     /// List the transport schemes this build knows.
@@ -62,6 +71,14 @@ impl Context {
     pub(crate) fn host(&self, target: &str) -> tether::Result<tether::Host> {
         self.lab.host_with(target, &self.overrides)
     }
+
+    pub(crate) fn config(&self, target: &str) -> tether::Result<tether::HostConfig> {
+        self.lab.config(target, &self.overrides)
+    }
+}
+
+fn parse_option(text: &str) -> Result<(String, String, serde_json::Value), String> {
+    tether::options::parse_assignment(text).map_err(|e| e.context().unwrap_or_default().to_string())
 }
 
 /// How a failure of tether itself (not of the remote command) exits.
@@ -93,14 +110,15 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8, Error> {
-    let lab = Lab::discover(&cli.hosts)?;
-    let overrides = Overrides { term: cli.term, transfer: cli.transfer };
+    let lab = Lab::discover(&cli.hosts, cli.settings.as_deref())?;
+    let overrides = Overrides { term: cli.term, transfer: cli.transfer, options: cli.options, from_command_line: true };
     let context = Context { lab, overrides, json: cli.json };
     match cli.command {
         Commands::Exec(args) => exec::run(&context, args).await,
         Commands::Put(args) => transfer::put(&context, args).await,
         Commands::Get(args) => transfer::get(&context, args).await,
         Commands::Stat(args) => transfer::stat(&context, args).await,
+        Commands::Config(args) => config::run(&context, args),
         Commands::Hosts => info::hosts(&context),
         Commands::Schemes => info::schemes(&context),
     }

@@ -110,17 +110,32 @@ impl ResolvedOptions {
         let map = self.tables.get(table).cloned().unwrap_or_default();
         serde_path_to_error::deserialize(serde_json::Value::Object(map)).map_err(|e| {
             let message = e.inner().to_string();
-            // An unknown field's error names it; any other error has a path.
-            let key = match message.strip_prefix("unknown field `") {
-                Some(rest) => rest.split('`').next().unwrap_or_default().to_string(),
-                None => e.path().iter().next().map(|segment| segment.to_string()).unwrap_or_default(),
+            let source_of = |key: &str| match self.sources.get(&(table.to_string(), key.to_string())) {
+                Some(source) => source.to_string(),
+                None => "the configuration".to_string(),
             };
-            let context = match self.sources.get(&(table.to_string(), key.clone())) {
-                Some(source) => format!("{table}.{key}: {message} (from {source})"),
-                None => format!("{table}: {message}"),
+            // serde names an unknown field and the ones it expected; any other
+            // error comes with the path of the offending value.
+            let context = match message.strip_prefix("unknown field `") {
+                Some(rest) => {
+                    let key = rest.split('`').next().unwrap_or_default();
+                    let expected: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
+                    let hint =
+                        did_you_mean(key, &expected).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+                    format!("unknown key `{table}.{key}` in {}{hint}", source_of(key))
+                }
+                None => {
+                    let key = e.path().iter().next().map(|segment| segment.to_string()).unwrap_or_default();
+                    format!("`{table}.{key}` from {}: {message}", source_of(&key))
+                }
             };
             Error::new(ErrorKind::InvalidConfig, "options").with_context(context)
         })
+    }
+
+    /// The names of the tables that have keys.
+    pub fn tables(&self) -> impl Iterator<Item = &str> {
+        self.tables.keys().map(String::as_str)
     }
 
     /// Every `(table, key, value as JSON text, source)`, sorted.
@@ -150,6 +165,17 @@ fn json_type(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// The candidate closest to `word`, if one is close enough to be a likely
+/// typo (used for "did you mean" hints).
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
+        .filter(|(distance, c)| *distance <= (c.len().max(word.len()) / 3).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
 /// Everything needed to reach one host.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
@@ -165,8 +191,12 @@ pub struct HostConfig {
     pub credentials: Vec<Credential>,
     /// Scheme of the command transport (`ssh`, `telnet`, `local`, …).
     pub term: String,
+    /// Where `term` came from.
+    pub term_source: OptionSource,
     /// Scheme of the file transport (`sftp`, `scp`, `ftp`, `nc`, `local`, …).
     pub transfer: String,
+    /// Where `transfer` came from.
+    pub transfer_source: OptionSource,
     /// Id of the jump host this host is reached through.
     pub hop: Option<String>,
     /// Free-form inventory labels.
@@ -187,7 +217,9 @@ impl HostConfig {
             user: None,
             credentials: Vec::new(),
             term: term.into(),
+            term_source: OptionSource::Default,
             transfer: transfer.into(),
+            transfer_source: OptionSource::Default,
             hop: None,
             element: None,
             board: None,
@@ -236,8 +268,18 @@ mod tests {
         o.set("demo_options", "prot", 1, OptionSource::HostsFile { path: "h.json".into() }).unwrap();
         let err = o.table::<Demo>("demo_options").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-        assert!(err.to_string().contains("unknown field `prot`"), "{err}");
-        assert!(err.to_string().contains("from hosts.json h.json"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "options: invalid configuration: unknown key `demo_options.prot` in hosts.json h.json; did you mean `port`?"
+        );
+
+        let mut o = ResolvedOptions::default();
+        o.set("demo_options", "port", "x", OptionSource::CommandLine).unwrap();
+        let err = o.table::<Demo>("demo_options").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "options: invalid configuration: `demo_options.port` from command line: invalid type: string \"x\", expected u16"
+        );
     }
 
     #[test]

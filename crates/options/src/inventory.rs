@@ -140,6 +140,9 @@ impl Inventory {
     }
 }
 
+/// The keys a host entry may have besides `*_options` tables and `_comments`.
+const HOST_KEYS: &[&str] = &["id", "ip", "element", "board", "creds", "term", "transfer", "hop"];
+
 fn string_field(id: &str, path: &Path, key: &str, value: Value) -> Result<String> {
     match value {
         Value::String(s) => Ok(s),
@@ -191,11 +194,21 @@ fn parse_host(id: &str, entry: Value, path: &Path) -> Result<InventoryHost> {
             }
             table if table.ends_with("_options") => match value {
                 Value::Object(map) => {
-                    host.tables.insert(key, map);
+                    let mut single = Map::new();
+                    single.insert(key.clone(), Value::Object(map));
+                    crate::layers::check_keys(&single).map_err(|m| invalid(path, Some(id), m))?;
+                    if let Some(Value::Object(map)) = single.remove(&key) {
+                        host.tables.insert(key, map);
+                    }
                 }
                 other => return Err(invalid(path, Some(id), format!("`{key}` must be an object, found {other}"))),
             },
-            _ => return Err(invalid(path, Some(id), format!("unknown key `{key}`"))),
+            _ => {
+                let hint = tether_core::did_you_mean(&key, HOST_KEYS)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(invalid(path, Some(id), format!("unknown key `{key}`{hint}")));
+            }
         }
     }
     Ok(host)
@@ -238,7 +251,10 @@ mod tests {
     fn errors_name_file_host_and_key() {
         let mut inv = Inventory::default();
         let err = inv.add_text(r#"{"h": {"ipp": "1"}}"#, Path::new("lab.json")).unwrap_err();
-        assert_eq!(err.to_string(), "load inventory: invalid configuration: lab.json: host `h`: unknown key `ipp`");
+        assert_eq!(
+            err.to_string(),
+            "load inventory: invalid configuration: lab.json: host `h`: unknown key `ipp`; did you mean `ip`?"
+        );
         let err = inv.add_text("{not json", Path::new("lab.json")).unwrap_err();
         assert!(
             err.to_string().starts_with("load inventory: invalid configuration: lab.json: key must be a string"),

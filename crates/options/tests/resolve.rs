@@ -39,7 +39,7 @@ fn registry() -> &'static Registry {
 fn resolver(json: &str) -> Resolver {
     let mut inventory = Inventory::default();
     inventory.add_text(json, Path::new("lab/hosts.json")).unwrap();
-    Resolver::new(registry(), inventory)
+    Resolver::new(registry(), inventory, tether_options::Settings::default()).unwrap()
 }
 
 #[test]
@@ -62,7 +62,8 @@ fn inventory_host_gets_defaults_then_its_own_table() {
 #[test]
 fn overrides_win() {
     let r = resolver(r#"{"dut": {"term": "demo", "transfer": "demo"}}"#);
-    let config = r.resolve("dut", &Overrides { term: Some("mem".into()), transfer: None }).unwrap();
+    let overrides = Overrides { term: Some("mem".into()), ..Default::default() };
+    let config = r.resolve("dut", &overrides).unwrap();
     assert_eq!((config.term.as_str(), config.transfer.as_str()), ("mem", "demo"));
 }
 
