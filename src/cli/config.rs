@@ -12,11 +12,6 @@ pub(crate) struct ConfigArgs {
     host: String,
 }
 
-/// Keys whose values are never printed.
-fn is_secret(key: &str) -> bool {
-    ["password", "passphrase", "secret", "token"].iter().any(|word| key.contains(word))
-}
-
 /// The tables the host uses: those of every scheme sharing a connection with
 /// its `term` or its `transfer` (an SSH host uses ssh, sftp and scp options).
 fn used_tables(context: &Context, config: &HostConfig) -> Vec<&'static str> {
@@ -32,14 +27,19 @@ fn used_tables(context: &Context, config: &HostConfig) -> Vec<&'static str> {
 struct Row {
     key: String,
     value: String,
+    /// The value for `--json`: a text value stays a string even when it
+    /// reads as JSON (a login `1000`, an address `true`).
+    json_value: serde_json::Value,
     source: String,
     json_source: serde_json::Value,
 }
 
 fn row(key: impl Into<String>, value: impl Into<String>, source: &OptionSource) -> Row {
+    let value = value.into();
     Row {
         key: key.into(),
-        value: value.into(),
+        json_value: serde_json::Value::String(value.clone()),
+        value,
         source: source.to_string(),
         json_source: serde_json::to_value(source).unwrap_or_default(),
     }
@@ -61,7 +61,7 @@ pub(crate) fn run(context: &Context, args: ConfigArgs) -> Result<u8, Error> {
         rows.push(row("address", address, &host_source));
     }
     if let Some(port) = config.port {
-        rows.push(row("port", port.to_string(), &host_source));
+        rows.push(Row { json_value: port.into(), ..row("port", port.to_string(), &host_source) });
     }
     if let Some(login) = config.login() {
         rows.push(row("user", login, &host_source));
@@ -75,17 +75,16 @@ pub(crate) fn run(context: &Context, args: ConfigArgs) -> Result<u8, Error> {
     let tables = used_tables(context, &config);
     for (table, key, value, source) in config.options.entries() {
         if tables.contains(&table) {
-            let value = if is_secret(key) { "***".to_string() } else { value };
-            rows.push(row(format!("{table}.{key}"), value, source));
+            // Option values come as JSON text.
+            let value = if tether::is_secret_key(key) { "***".to_string() } else { value };
+            let json_value = serde_json::from_str(&value).unwrap_or_else(|_| value.clone().into());
+            rows.push(Row { json_value, ..row(format!("{table}.{key}"), value, source) });
         }
     }
     if context.json {
         let keys: serde_json::Map<String, serde_json::Value> = rows
             .into_iter()
-            .map(|r| {
-                let value = serde_json::from_str(&r.value).unwrap_or(serde_json::Value::String(r.value));
-                (r.key, serde_json::json!({"value": value, "source": r.json_source}))
-            })
+            .map(|r| (r.key, serde_json::json!({"value": r.json_value, "source": r.json_source})))
             .collect();
         print_json(&serde_json::json!({"host": config.id, "options": keys}))?;
         return Ok(0);

@@ -4,6 +4,7 @@ mod config;
 mod exec;
 mod info;
 mod report;
+mod schema;
 mod transfer;
 
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ enum Commands {
     Hosts,
     /// List the transport schemes this build knows.
     Schemes,
+    /// Print a JSON Schema of a configuration file, for editor completion and checks.
+    Schema(schema::SchemaArgs),
 }
 
 /// What every subcommand gets: the lab and the output mode.
@@ -110,6 +113,11 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8, Error> {
+    // The schema depends only on what is compiled in; a broken inventory is
+    // exactly when someone needs it.
+    if let Commands::Schema(args) = &cli.command {
+        return schema::run(args);
+    }
     let lab = Lab::discover(&cli.hosts, cli.settings.as_deref())?;
     let overrides = Overrides { term: cli.term, transfer: cli.transfer, options: cli.options, from_command_line: true };
     let context = Context { lab, overrides, json: cli.json };
@@ -121,6 +129,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         Commands::Config(args) => config::run(&context, args),
         Commands::Hosts => info::hosts(&context),
         Commands::Schemes => info::schemes(&context),
+        Commands::Schema(args) => schema::run(&args),
     }
 }
 

@@ -126,6 +126,9 @@ impl ResolvedOptions {
                 }
                 None => {
                     let key = e.path().iter().next().map(|segment| segment.to_string()).unwrap_or_default();
+                    // serde quotes the offending value; a secret's must not reach a log.
+                    let message =
+                        if is_secret_key(&key) { "invalid value (hidden: secret)".to_string() } else { message };
                     format!("`{table}.{key}` from {}: {message}", source_of(&key))
                 }
             };
@@ -163,6 +166,13 @@ fn json_type(value: &serde_json::Value) -> &'static str {
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "a table",
     }
+}
+
+/// True for option keys whose values are secrets (passwords, passphrases,
+/// tokens): they print as `***` and never appear in errors or logs.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "passphrase", "secret", "token"].iter().any(|word| key.contains(word))
 }
 
 /// The candidate closest to `word`, if one is close enough to be a likely
@@ -280,6 +290,20 @@ mod tests {
             err.to_string(),
             "options: invalid configuration: `demo_options.port` from command line: invalid type: string \"x\", expected u16"
         );
+    }
+
+    #[test]
+    fn secret_values_stay_out_of_errors() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct WithSecret {
+            passphrase: Option<String>,
+        }
+        let mut o = ResolvedOptions::default();
+        o.set("key_options", "passphrase", 424242, OptionSource::CommandLine).unwrap();
+        let err = o.table::<WithSecret>("key_options").unwrap_err().to_string();
+        assert!(!err.contains("424242"), "{err}");
+        assert!(err.ends_with("`key_options.passphrase` from command line: invalid value (hidden: secret)"), "{err}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub mod memory;
 pub mod conformance;
 
 pub use command::{Command, CommandLine, ExitStatus, Output, Pty, quote, signal_name, signal_number};
-pub use config::{Credential, HostConfig, OptionSource, ResolvedOptions, did_you_mean};
+pub use config::{Credential, HostConfig, OptionSource, ResolvedOptions, did_you_mean, is_secret_key};
 pub use connection::{Connection, ConnectionFactory, ConnectionParts, RegistryFactory};
 pub use error::{Error, ErrorKind, Result, kind_of_io};
 pub use files::{
@@ -45,3 +45,6 @@ pub use tunnel::{BoxStream, PortForward, Stream, Tunnel, forward_port};
 
 /// Re-exported so plugin crates submit entries with the same `inventory`.
 pub use inventory;
+/// Re-exported so plugin option types derive `JsonSchema` from the same
+/// `schemars` the registry uses.
+pub use schemars;

@@ -79,15 +79,18 @@ pub struct OptionsSpec {
     /// Deserializes the merged table into the concrete type, so a bad key or
     /// value is reported with its source.
     pub check: fn(&ResolvedOptions, &str) -> Result<()>,
+    /// The table's JSON Schema (draft 2020-12), for `tether schema hosts`:
+    /// editors complete and check `hosts.json` against it.
+    pub schema: fn() -> serde_json::Value,
 }
 
 impl OptionsSpec {
     /// The spec of options type `T` under `table`.
     pub const fn of<T>(table: &'static str) -> Self
     where
-        T: Default + serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        T: Default + serde::Serialize + serde::de::DeserializeOwned + schemars::JsonSchema + Send + 'static,
     {
-        OptionsSpec { table, defaults: boxed_default::<T>, check: check_table::<T> }
+        OptionsSpec { table, defaults: boxed_default::<T>, check: check_table::<T>, schema: table_schema::<T> }
     }
 
     /// Checks this table of `options` against the concrete type.
@@ -102,6 +105,12 @@ fn boxed_default<T: Default + serde::Serialize + Send + 'static>() -> Box<dyn er
 
 fn check_table<T: serde::de::DeserializeOwned>(options: &ResolvedOptions, table: &str) -> Result<()> {
     options.table::<T>(table).map(drop)
+}
+
+fn table_schema<T: schemars::JsonSchema>() -> serde_json::Value {
+    // Pinned rather than left to schemars' default, so a schemars upgrade
+    // cannot silently change the draft editors are told to use.
+    schemars::generate::SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>().to_value()
 }
 
 impl fmt::Debug for OptionsSpec {

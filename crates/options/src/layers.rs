@@ -57,8 +57,11 @@ pub(crate) fn merge(layers: &[Layer]) -> Result<Merged> {
     let Some(merged) = data.get(&Profile::Default) else {
         return Ok(Merged::default());
     };
-    let source_of = |path: &str| -> Result<OptionSource> {
-        let metadata = figment.find_metadata(path).ok_or_else(|| internal(format!("no source for `{path}`")))?;
+    // Each merged value carries the tag of the provider it came from, which
+    // is what `find_metadata` looks up after re-merging every layer again
+    // for each path: read it from the value already in hand.
+    let source_of = |value: &FigmentValue, path: &str| -> Result<OptionSource> {
+        let metadata = figment.get_metadata(value.tag()).ok_or_else(|| internal(format!("no source for `{path}`")))?;
         let index: usize = metadata.name.parse().map_err(internal)?;
         Ok(layers[index].source.clone())
     };
@@ -69,11 +72,11 @@ pub(crate) fn merge(layers: &[Layer]) -> Result<Merged> {
             FigmentValue::Dict(_, table) if key.ends_with("_options") => {
                 let entries = out.tables.entry(key.clone()).or_default();
                 for (name, value) in table {
-                    entries.insert(name.clone(), (to_json(value)?, source_of(&format!("{key}.{name}"))?));
+                    entries.insert(name.clone(), (to_json(value)?, source_of(value, &format!("{key}.{name}"))?));
                 }
             }
             value => {
-                out.top.insert(key.clone(), (to_json(value)?, source_of(key)?));
+                out.top.insert(key.clone(), (to_json(value)?, source_of(value, key)?));
             }
         }
     }

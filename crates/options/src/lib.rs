@@ -17,12 +17,14 @@
 mod inventory;
 mod layers;
 mod resolve;
+mod schema;
 mod settings;
 mod url;
 
 pub use inventory::{Inventory, InventoryHost};
 pub use layers::parse_assignment;
 pub use resolve::{Overrides, Resolver};
+pub use schema::hosts_schema;
 pub use settings::{Preference, Settings};
 pub use url::{HostUrl, parse_host_url};
 

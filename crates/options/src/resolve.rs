@@ -15,7 +15,7 @@ use crate::{DEFAULT_HOSTS_FILE, DEFAULT_TERM, DEFAULT_TRANSFER, HOSTS_ENV, LOCAL
 /// Tables of transports that exist in Tether but may not be compiled into
 /// this program: an inventory shared between builds may carry them, so they
 /// are kept unchecked instead of refused.
-const KNOWN_TABLES: &[&str] =
+pub(crate) const KNOWN_TABLES: &[&str] =
     &["ssh_options", "sftp_options", "scp_options", "telnet_options", "ftp_options", "nc_options", "local_options"];
 
 /// Layer 4: what the command line or the caller insists on.
@@ -163,6 +163,11 @@ impl Resolver {
         let merged = merge(&layers).map_err(|e| e.with_host(config.id.clone()))?;
 
         for (key, (value, source)) in merged.top {
+            if key != "term" && key != "transfer" {
+                // Only an override can get here (`-o ssh_option.port=1`): the
+                // files refuse other keys when they are read.
+                return Err(self.unknown_table(&config.id, &key, Some(&source)));
+            }
             let text = value.as_str().map(str::to_string).ok_or_else(|| {
                 Error::new(ErrorKind::InvalidConfig, "resolve host")
                     .with_host(config.id.clone())
@@ -186,7 +191,6 @@ impl Resolver {
     /// Every table is checked against its plugin's type, so a typo or a
     /// wrong type is reported with its source instead of being ignored.
     fn validate(&self, config: &HostConfig) -> Result<()> {
-        let registered: Vec<&str> = self.registry.plugins().filter_map(|p| p.options.map(|o| o.table)).collect();
         for table in config.options.tables() {
             match self.registry.plugins().find_map(|p| p.options.filter(|o| o.table == table)) {
                 Some(spec) => spec.validate(&config.options).map_err(|e| e.with_host(config.id.clone()))?,
@@ -194,17 +198,8 @@ impl Resolver {
                     tracing::debug!(host = %config.id, table, "options table of a transport not built in: kept unchecked");
                 }
                 None => {
-                    let candidates: Vec<&str> = registered.iter().chain(KNOWN_TABLES).copied().collect();
-                    let hint = tether_core::did_you_mean(table, &candidates)
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_default();
-                    let source = config.options.entries().find(|(t, ..)| *t == table).map(|(_, _, _, s)| s.to_string());
-                    return Err(Error::new(ErrorKind::InvalidConfig, "options")
-                        .with_host(config.id.clone())
-                        .with_context(format!(
-                            "unknown table `{table}` in {}{hint}",
-                            source.unwrap_or_else(|| "the configuration".into())
-                        )));
+                    let source = config.options.entries().find(|(t, ..)| *t == table).map(|(_, _, _, s)| s);
+                    return Err(self.unknown_table(&config.id, table, source));
                 }
             }
         }
@@ -212,6 +207,19 @@ impl Resolver {
             self.registry.get(scheme).map_err(|e| e.with_host(config.id.clone()))?;
         }
         Ok(())
+    }
+
+    /// `table` is neither registered nor a known transport's: names where it
+    /// was written and the nearest table that exists.
+    fn unknown_table(&self, host: &str, table: &str, source: Option<&OptionSource>) -> Error {
+        let registered = self.registry.plugins().filter_map(|p| p.options.map(|o| o.table));
+        let candidates: Vec<&str> = registered.chain(KNOWN_TABLES.iter().copied()).collect();
+        let hint =
+            tether_core::did_you_mean(table, &candidates).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+        let source = source.map_or_else(|| "the configuration".to_string(), OptionSource::to_string);
+        Error::new(ErrorKind::InvalidConfig, "options")
+            .with_host(host.to_string())
+            .with_context(format!("unknown table `{table}` in {source}{hint}"))
     }
 
     fn url_host(&self, url: HostUrl) -> Result<(HostConfig, Layer)> {

@@ -68,7 +68,12 @@ impl Settings {
 
     /// Adds the preferences of one file's text (named `path` in errors).
     pub fn add_text(&mut self, text: &str, path: &Path) -> Result<()> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| invalid(path, e.message()))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            // `e.message()` is one line but has no position; hosts.json
+            // errors carry theirs, so add the line here.
+            let line = e.span().and_then(|span| text.get(..span.start)).map(|before| before.matches('\n').count() + 1);
+            invalid(path, line.map_or_else(|| e.message().to_string(), |line| format!("line {line}: {}", e.message())))
+        })?;
         for (key, value) in table {
             if key != "host_preferences" {
                 return Err(invalid(path, format!("unknown table `{key}` (expected `host_preferences`)")));
@@ -78,7 +83,14 @@ impl Settings {
             };
             for (selector, body) in selectors {
                 Regex::new(&selector).map_err(|e| {
-                    invalid(path, format!("[host_preferences.\"{selector}\"]: the selector is not a valid regex: {e}"))
+                    // regex draws a caret under the error over several lines;
+                    // keep the message to one line, its last.
+                    let e = e.to_string();
+                    let why = e.lines().last().unwrap_or_default().trim_start_matches("error: ");
+                    invalid(
+                        path,
+                        format!("[host_preferences.\"{selector}\"]: the selector is not a valid regex: {why}"),
+                    )
                 })?;
                 let values = match serde_json::to_value(&body) {
                     Ok(Value::Object(values)) => values,
@@ -126,8 +138,13 @@ fn check_preference(values: &Map<String, Value>) -> std::result::Result<(), Stri
             table if table.ends_with("_options") && value.is_object() => {}
             table if table.ends_with("_options") => return Err(format!("`{key}` must be a table")),
             other => {
+                let candidates: Vec<&str> =
+                    ["term", "transfer"].iter().chain(crate::resolve::KNOWN_TABLES).copied().collect();
+                let hint = tether_core::did_you_mean(other, &candidates)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
                 return Err(format!(
-                    "unknown key `{other}` (a preference sets `term`, `transfer` and `*_options` tables)"
+                    "unknown key `{other}` (a preference sets `term`, `transfer` and `*_options` tables){hint}"
                 ));
             }
         }

@@ -9,10 +9,12 @@ use tether_core::{
 };
 use tether_options::{Inventory, Overrides, Resolver};
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 struct DemoOptions {
+    /// TCP port (default 0).
     port: u16,
+    /// Seconds to connect (default 0).
     connect_timeout: f64,
 }
 

@@ -6,12 +6,14 @@ use serde::{Deserialize, Serialize};
 pub(crate) const TABLE: &str = "local_options";
 
 /// Options of the `local` transport (`local_options` in `hosts.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalOptions {
-    /// The shell that runs `Command::shell` lines, as `<shell> -c <line>`.
+    /// The shell that runs `Command::shell` lines, as `<shell> -c <line>` (default `/bin/sh`).
+    #[schemars(length(min = 1))]
     pub shell: String,
-    /// Seconds a tunnel's TCP connect may take.
+    /// Seconds a tunnel's TCP connect may take (default 30).
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub connect_timeout: f64,
 }
 

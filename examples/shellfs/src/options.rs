@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 pub const OPTIONS_TABLE: &str = "shellfs_options";
 
 /// Options of the `shellfs` scheme (`shellfs_options` in `hosts.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShellFsOptions {
     /// The scheme of the command transport whose shell moves the files
-    /// (`local` by default; any scheme that runs commands will do).
+    /// (default `local`; any scheme that runs commands will do).
     pub inner: String,
 }
 
