@@ -5,13 +5,10 @@
 //! default `term`/`transfer` resolve.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use serde_json::{Value, json};
-use tether_core::{
-    BoxFuture, Capabilities, ConnectRequest, Connection, ErrorKind, HostConfig, OptionSource, OptionsSpec, Plugin,
-    Registry,
-};
+use tether_core::{Capabilities, ErrorKind, HostConfig, OptionSource, OptionsSpec, Plugin, Registry};
 use tether_options::{Inventory, Overrides, Resolver, Settings};
 
 const HOSTS_PATH: &str = "lab/hosts.json";
@@ -42,10 +39,6 @@ impl Default for DemoOptions {
     }
 }
 
-fn never(_: ConnectRequest) -> BoxFuture<'static, tether_core::Result<Arc<dyn Connection>>> {
-    Box::pin(async { Err(tether_core::Error::new(ErrorKind::Unsupported, "connect")) })
-}
-
 fn plugin(scheme: &'static str, options: Option<OptionsSpec>) -> Plugin {
     Plugin {
         scheme,
@@ -53,7 +46,7 @@ fn plugin(scheme: &'static str, options: Option<OptionsSpec>) -> Plugin {
         description: "test plugin",
         capabilities: Capabilities { exec: true, files: true, ..Default::default() },
         options,
-        connect: never,
+        connect: tether_core::conformance::refuse_connect,
     }
 }
 

@@ -2,11 +2,8 @@
 //! from core, plus a test plugin with an options table).
 
 use std::path::Path;
-use std::sync::Arc;
 
-use tether_core::{
-    BoxFuture, Capabilities, ConnectRequest, Connection, ErrorKind, OptionSource, OptionsSpec, Plugin, Registry,
-};
+use tether_core::{Capabilities, ErrorKind, OptionSource, OptionsSpec, Plugin, Registry};
 use tether_options::{Inventory, Overrides, Resolver};
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -16,10 +13,6 @@ struct DemoOptions {
     port: u16,
     /// Seconds to connect (default 0).
     connect_timeout: f64,
-}
-
-fn never(_: ConnectRequest) -> BoxFuture<'static, tether_core::Result<Arc<dyn Connection>>> {
-    Box::pin(async { Err(tether_core::Error::new(ErrorKind::Unsupported, "connect")) })
 }
 
 fn registry() -> &'static Registry {
@@ -32,7 +25,7 @@ fn registry() -> &'static Registry {
             description: "test plugin",
             capabilities: Capabilities { exec: true, files: true, ..Default::default() },
             options: Some(OptionsSpec::of::<DemoOptions>("demo_options")),
-            connect: never,
+            connect: tether_core::conformance::refuse_connect,
         })
         .unwrap();
     Box::leak(Box::new(registry))

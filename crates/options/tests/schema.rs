@@ -2,10 +2,9 @@
 //! whose options nest a type of their own, so its `$defs` must be hoisted.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tether_core::{BoxFuture, Capabilities, ConnectRequest, Connection, ErrorKind, OptionsSpec, Plugin, Registry};
+use tether_core::{Capabilities, OptionsSpec, Plugin, Registry};
 use tether_options::{Inventory, hosts_schema};
 
 /// Options of the `demo` test scheme.
@@ -36,10 +35,6 @@ struct Forward {
     target: String,
 }
 
-fn never(_: ConnectRequest) -> BoxFuture<'static, tether_core::Result<Arc<dyn Connection>>> {
-    Box::pin(async { Err(tether_core::Error::new(ErrorKind::Unsupported, "connect")) })
-}
-
 fn registry() -> Registry {
     let mut registry = Registry::empty();
     registry.register(tether_core::memory::PLUGIN).unwrap();
@@ -50,7 +45,7 @@ fn registry() -> Registry {
             description: "test plugin that only runs commands",
             capabilities: Capabilities { exec: true, ..Default::default() },
             options: Some(OptionsSpec::of::<DemoOptions>("demo_options")),
-            connect: never,
+            connect: tether_core::conformance::refuse_connect,
         })
         .unwrap();
     registry

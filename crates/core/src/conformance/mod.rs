@@ -41,6 +41,18 @@ impl std::fmt::Debug for FilesFixture {
     }
 }
 
+/// A connect function that always refuses, for test plugins that exist only
+/// to register a scheme and an options table (configuration and registry
+/// tests need no connection).
+pub fn refuse_connect(
+    request: crate::ConnectRequest,
+) -> crate::BoxFuture<'static, crate::Result<Arc<dyn crate::Connection>>> {
+    Box::pin(async move {
+        Err(crate::Error::new(crate::ErrorKind::Unsupported, "connect")
+            .with_context(format!("`{}` is a test plugin that does not connect", request.scheme)))
+    })
+}
+
 /// Deterministic pseudo-random bytes (so a failure can be reproduced).
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
