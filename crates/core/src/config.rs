@@ -67,7 +67,7 @@ impl fmt::Display for OptionSource {
 }
 
 /// The merged `*_options` tables of one host, each key with its source.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ResolvedOptions {
     tables: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     sources: BTreeMap<(String, String), OptionSource>,
@@ -154,6 +154,17 @@ impl ResolvedOptions {
     /// True when no table has any key.
     pub fn is_empty(&self) -> bool {
         self.tables.values().all(|t| t.is_empty())
+    }
+}
+
+impl fmt::Debug for ResolvedOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (table, key, value, source) in self.entries() {
+            let value = if is_secret_key(key) { "***".to_string() } else { value };
+            map.entry(&format_args!("{table}.{key}"), &format_args!("{value} ({source})"));
+        }
+        map.finish()
     }
 }
 
@@ -301,6 +312,7 @@ mod tests {
         }
         let mut o = ResolvedOptions::default();
         o.set("key_options", "passphrase", 424242, OptionSource::CommandLine).unwrap();
+        assert!(!format!("{o:?}").contains("424242"), "Debug shows a secret: {o:?}");
         let err = o.table::<WithSecret>("key_options").unwrap_err().to_string();
         assert!(!err.contains("424242"), "{err}");
         assert!(err.ends_with("`key_options.passphrase` from command line: invalid value (hidden: secret)"), "{err}");
