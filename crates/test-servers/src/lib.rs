@@ -1,0 +1,38 @@
+//! Private servers for Tether's tests: each one runs from its own temporary
+//! directory on a loopback ephemeral port and is stopped when the handle drops.
+//!
+//! This crate is a dev-dependency only (`publish = false`). It starts the real
+//! server programs of the distribution, so transports are tested against what
+//! users actually reach. A missing server program is an error that says which
+//! package to install ([`HarnessError::MissingProgram`]), never a silent skip.
+//!
+//! # OpenSSH
+//!
+//! [`Sshd::start`] runs `/usr/sbin/sshd` with a generated config, an ed25519
+//! host key and an ed25519 client key, and returns once the server answers with
+//! its SSH banner:
+//!
+//! ```no_run
+//! use tether_test_servers::Sshd;
+//!
+//! let sshd = Sshd::start()?;
+//! let out = sshd.ssh_command("printf ok").output()?;
+//! assert_eq!(out.stdout, b"ok");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`SshdBuilder`] adds config lines, changes `MaxSessions`, authorizes more
+//! client keys or enables password authentication for a user.
+//!
+//! The harness is Linux-only: it needs `/proc` to stop every process a server
+//! started, and mount namespaces for password authentication.
+
+#![deny(missing_docs)]
+
+mod error;
+mod process;
+mod programs;
+mod sshd;
+
+pub use error::HarnessError;
+pub use sshd::{LogLevel, Sshd, SshdBuilder};
