@@ -334,11 +334,14 @@ impl FileTransfer for MemoryHost {
         let below = child_prefix(&from);
         let moved: Vec<String> =
             tree.nodes.range(below.clone()..).map(|(p, _)| p.clone()).take_while(|p| p.starts_with(&below)).collect();
-        let node = tree.nodes.remove(&from).expect("checked above");
+        let Some(node) = tree.nodes.remove(&from) else {
+            return Err(error(ErrorKind::NotFound, "rename", &from));
+        };
         tree.nodes.insert(to.clone(), node);
         for old in moved {
-            let node = tree.nodes.remove(&old).expect("listed above");
-            tree.nodes.insert(format!("{}{}", child_prefix(&to), &old[below.len()..]), node);
+            if let Some(node) = tree.nodes.remove(&old) {
+                tree.nodes.insert(format!("{}{}", child_prefix(&to), &old[below.len()..]), node);
+            }
         }
         Ok(())
     }
