@@ -11,12 +11,13 @@ use nix::sys::signal::{Signal, killpg};
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Group, Pid, Uid, User, getegid, geteuid, getgrouplist, setgid, setgroups, setuid};
 use tether_core::{
-    BoxReader, BoxWriter, Command, CommandLine, Error, ErrorKind, ExitStatus, Process, ProcessControl, Result,
+    BoxReader, BoxWriter, Command, CommandLine, Error, ErrorKind, ExitStatus, Process, ProcessControl, Pty, Result,
     Transport, signal_name,
 };
 
 use crate::connect::LocalHost;
 use crate::error::{blocking, errno};
+use crate::pty::{Master, MasterReader, MasterWriter, Terminal, resize};
 
 /// A user named by a command or a put.
 pub(crate) struct ResolvedUser {
@@ -140,18 +141,28 @@ fn supplementary_groups(user: &User, gid: Gid) -> Result<Vec<Gid>> {
     getgrouplist(&name, gid).map_err(|e| errno("exec", e).with_context(format!("groups of user `{}`", user.name)))
 }
 
-/// Makes the child apply `identity` and `umask` between fork and exec.
+/// Makes the child apply `identity` and `umask` between fork and exec, and
+/// with `terminal` start a session whose controlling terminal is its stdin.
 #[allow(unsafe_code)]
-fn apply_in_child(command: &mut tokio::process::Command, identity: Identity, umask: Option<u32>) {
+fn apply_in_child(command: &mut tokio::process::Command, identity: Identity, umask: Option<u32>, terminal: bool) {
     let Identity { uid, gid, groups, .. } = identity;
     let umask = umask.map(|mask| Mode::from_bits_truncate(mask as libc::mode_t));
     // SAFETY: the closure runs in the forked child before exec, where only
-    // async-signal-safe work is allowed. It only makes the setgroups, setgid,
-    // setuid and umask system calls on values computed before the fork; it
-    // allocates nothing and takes no locks (errno values convert to io::Error
-    // without allocating).
+    // async-signal-safe work is allowed. It only makes the setsid, ioctl,
+    // setgroups, setgid, setuid and umask system calls on values computed
+    // before the fork; it allocates nothing and takes no locks (errno values
+    // convert to io::Error without allocating).
     unsafe {
         command.pre_exec(move || {
+            if terminal {
+                // A new session (and so a new process group, which kill
+                // reaches) that takes the terminal on stdin as its own, so
+                // job control and ^C work inside it.
+                nix::unistd::setsid().map_err(io::Error::from)?;
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             // Groups first, then gid, then uid: after setuid there is no
             // privilege left to change the others.
             if let Some(groups) = &groups {
@@ -189,10 +200,6 @@ impl Transport for LocalHost {
     async fn spawn(&self, command: &Command) -> Result<Process> {
         self.ensure_open("exec")?;
         command.validate()?;
-        if command.pty.is_some() {
-            return Err(Error::new(ErrorKind::Unsupported, "exec")
-                .with_context("the local transport allocates no terminal; run the command without `pty`"));
-        }
         let identity = match (&command.user, &command.group) {
             (None, None) => None,
             (user, group) => {
@@ -216,15 +223,21 @@ impl Transport for LocalHost {
                 (shell, child)
             }
         };
-        child
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own group, so kill reaches whatever the command started:
-            // a grandchild holding stdout open would otherwise outlive a
-            // timeout and keep the read waiting.
-            .process_group(0)
-            .kill_on_drop(true);
+        let terminal = command.pty.as_ref().map(Terminal::open).transpose()?;
+        match (&terminal, &command.pty) {
+            (Some(terminal), Some(pty)) => {
+                // Its own session is made in the child (see apply_in_child).
+                child.stdin(terminal.slave_stdio()?).stdout(terminal.slave_stdio()?).stderr(terminal.slave_stdio()?);
+                child.env("TERM", &pty.term);
+            }
+            _ => {
+                // Its own group, so kill reaches whatever the command started:
+                // a grandchild holding stdout open would otherwise outlive a
+                // timeout and keep the read waiting.
+                child.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+            }
+        }
+        child.kill_on_drop(true);
         if let Some(cwd) = &command.cwd {
             child.current_dir(cwd);
         }
@@ -233,15 +246,31 @@ impl Transport for LocalHost {
             child.envs(identity.env.iter().map(|(k, v)| (*k, v.as_str())));
         }
         child.envs(&command.env);
-        if identity.is_some() || command.umask.is_some() {
-            apply_in_child(&mut child, identity.unwrap_or_default(), command.umask);
+        if identity.is_some() || command.umask.is_some() || terminal.is_some() {
+            apply_in_child(&mut child, identity.unwrap_or_default(), command.umask, terminal.is_some());
         }
-        let mut child = child.spawn().map_err(|e| spawn_error(e, program, command, switching))?;
+        let spawned = child.spawn().map_err(|e| spawn_error(e, program, command, switching));
+        // Our copies of the slave must close, or reading the master would
+        // never see the end once the program exits.
+        drop(child);
+        let mut child = spawned?;
         tracing::debug!(pid = child.id(), command = %command, "spawned");
+        if let Some(Terminal { master, .. }) = terminal {
+            let stdin = Some(Box::pin(MasterWriter(master.clone())) as BoxWriter);
+            let stdout = Some(Box::pin(MasterReader(master.clone())) as BoxReader);
+            return Ok(Process::new(stdin, stdout, None, Box::new(LocalProcess { child, terminal: Some(master) })));
+        }
         let stdin = child.stdin.take().map(|pipe| Box::pin(pipe) as BoxWriter);
         let stdout = child.stdout.take().map(|pipe| Box::pin(pipe) as BoxReader);
         let stderr = child.stderr.take().map(|pipe| Box::pin(pipe) as BoxReader);
-        Ok(Process::new(stdin, stdout, stderr, Box::new(LocalProcess { child })))
+        Ok(Process::new(stdin, stdout, stderr, Box::new(LocalProcess { child, terminal: None })))
+    }
+
+    async fn shell(&self, pty: &Pty) -> Result<Process> {
+        // The user's own shell, as a login over SSH would give; the option is
+        // the fallback for environments without SHELL.
+        let shell = std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| self.options.shell.clone());
+        self.spawn(&Command::argv([shell, "-i".to_string()]).pty(pty.clone())).await
     }
 
     async fn close(&self) -> Result<()> {
@@ -254,6 +283,8 @@ impl Transport for LocalHost {
 #[derive(Debug)]
 struct LocalProcess {
     child: tokio::process::Child,
+    /// The terminal's master, when the command runs on one.
+    terminal: Option<Master>,
 }
 
 impl LocalProcess {
@@ -299,6 +330,13 @@ impl ProcessControl for LocalProcess {
         }
         self.child.wait().await.map_err(|e| Error::io("kill", e))?;
         Ok(())
+    }
+
+    async fn resize(&mut self, cols: u16, rows: u16) -> Result<()> {
+        match &self.terminal {
+            Some(master) => resize(master, cols, rows),
+            None => Err(Error::new(ErrorKind::Unsupported, "resize").with_context("the command has no terminal")),
+        }
     }
 }
 

@@ -30,6 +30,7 @@ mod connect;
 mod error;
 mod exec;
 mod options;
+mod pty;
 mod transfer;
 mod tunnel;
 
@@ -43,7 +44,7 @@ pub const PLUGIN: Plugin = Plugin {
     scheme: "local",
     connection_key: "local",
     description: "this machine: child processes, the local filesystem, TCP connections from here",
-    capabilities: Capabilities { exec: true, shell: false, user_switch: true, files: true, tunnel: true },
+    capabilities: Capabilities { exec: true, shell: true, user_switch: true, files: true, tunnel: true },
     options: Some(OptionsSpec::of::<LocalOptions>(options::TABLE)),
     connect: connect::connect,
 };

@@ -198,12 +198,6 @@ async fn missing_program_or_directory_is_named() {
 }
 
 #[tokio::test]
-async fn pty_is_unsupported() {
-    let err = host().exec(&Command::new("true").pty(Default::default())).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-}
-
-#[tokio::test]
 async fn invalid_commands_are_rejected() {
     let err = host().exec(&Command::argv(Vec::<String>::new())).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
