@@ -224,3 +224,10 @@ fn bad_arguments_are_refused_before_connecting() {
     assert_eq!(out.status.code(), Some(2), "clap usage errors exit 2");
     assert!(stderr(&out).contains("expected an octal mode"), "{}", stderr(&out));
 }
+
+#[test]
+fn shell_runs_an_interactive_session_and_passes_its_exit_code() {
+    let out = tether_with(&["shell", "local"], Some(b"echo shell-$((6*7))\nexit 5\n"), &[("SHELL", "/bin/sh")]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shell-42"), "{:?}", String::from_utf8_lossy(&out.stdout));
+}

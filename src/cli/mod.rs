@@ -5,6 +5,7 @@ mod exec;
 mod info;
 mod report;
 mod schema;
+mod shell;
 mod transfer;
 
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ struct Cli {
 enum Commands {
     /// Run a command on HOST, streaming its output; exits with its exit code.
     Exec(exec::ExecArgs),
+    /// Open an interactive shell on HOST (raw terminal, window size followed).
+    Shell(shell::ShellArgs),
     /// Upload a local file to HOST.
     Put(transfer::PutArgs),
     /// Download a file from HOST.
@@ -123,6 +126,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
     let context = Context { lab, overrides, json: cli.json };
     match cli.command {
         Commands::Exec(args) => exec::run(&context, args).await,
+        Commands::Shell(args) => shell::run(&context, args).await,
         Commands::Put(args) => transfer::put(&context, args).await,
         Commands::Get(args) => transfer::get(&context, args).await,
         Commands::Stat(args) => transfer::stat(&context, args).await,
