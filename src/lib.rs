@@ -26,3 +26,7 @@ pub use tether_options as options;
 /// The `local` transport (feature `local`).
 #[cfg(feature = "local")]
 pub use tether_transport_local as local;
+
+/// The `ssh` transport (feature `ssh`).
+#[cfg(feature = "ssh")]
+pub use tether_transport_ssh as ssh;

@@ -146,6 +146,8 @@ fn hosts_and_schemes_list_what_exists() {
     let local = value.as_array().unwrap().iter().find(|s| s["scheme"] == "local").expect("local is linked");
     assert_eq!(local["options_table"], "local_options");
     assert!(local["capabilities"].as_array().unwrap().contains(&"files".into()));
+    let ssh = value.as_array().unwrap().iter().find(|s| s["scheme"] == "ssh").expect("ssh is linked");
+    assert_eq!(ssh["options_table"], "ssh_options");
 }
 
 #[test]
@@ -164,7 +166,7 @@ fn unknown_host_is_one_line() {
 #[test]
 fn unknown_scheme_lists_registered_ones() {
     let out = tether(&["exec", "gopher://x", "--", "true"]);
-    assert_one_line_error(&out, 255, "unknown scheme `gopher` (registered: local, mem)");
+    assert_one_line_error(&out, 255, "unknown scheme `gopher` (registered: local, mem, ssh)");
     let out = tether(&["--term", "carrier-pigeon", "exec", "local", "--", "true"]);
     assert_one_line_error(&out, 255, "unknown scheme `carrier-pigeon`");
 }

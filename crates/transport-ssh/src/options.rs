@@ -1,0 +1,251 @@
+//! The `ssh_options` table.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tether_core::schemars;
+
+/// The name of the options table in `hosts.json` and `settings.toml`.
+pub(crate) const TABLE: &str = "ssh_options";
+
+/// Authentication methods this transport knows, in their OpenSSH spelling.
+pub(crate) const AUTH_METHODS: &[&str] = &["publickey", "password", "keyboard-interactive"];
+
+/// How the server's host key is checked against `known_hosts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Only hosts recorded in a `known_hosts` file with this very key connect.
+    #[default]
+    Strict,
+    /// An unknown host is trusted on first use and appended to the first
+    /// `known_hosts` file; a changed key is still refused.
+    AcceptNew,
+    /// No check at all (logged as a warning on every connect).
+    Off,
+}
+
+/// A local listener whose connections are forwarded through the host
+/// (`ssh -L`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalForward {
+    /// Local address to listen on (default `localhost`).
+    #[serde(default = "localhost")]
+    pub listen_host: String,
+    /// Local port to listen on (0 picks a free one).
+    pub listen_port: u16,
+    /// Destination, as seen from the host.
+    pub dest_host: String,
+    /// Destination port.
+    pub dest_port: u16,
+}
+
+/// A listener on the host whose connections come back to a destination
+/// reachable from here (`ssh -R`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteForward {
+    /// Address the host listens on (default empty: all of the host's addresses, as sshd decides).
+    #[serde(default)]
+    pub listen_host: String,
+    /// Port the host listens on.
+    pub listen_port: u16,
+    /// Destination, as seen from here.
+    pub dest_host: String,
+    /// Destination port.
+    pub dest_port: u16,
+}
+
+/// A local SOCKS proxy whose connections go out through the host (`ssh -D`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SocksForward {
+    /// Local address to listen on (default `localhost`).
+    #[serde(default = "localhost")]
+    pub listen_host: String,
+    /// Local port to listen on.
+    pub listen_port: u16,
+}
+
+fn localhost() -> String {
+    "localhost".into()
+}
+
+/// Options of the `ssh` transport (`ssh_options` in `hosts.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshOptions {
+    /// TCP port of the SSH server when the host's URL names none (default 22).
+    pub port: u16,
+    /// OpenSSH `known_hosts` files checked for the host key, in order; `~/`
+    /// is the home directory (default `["~/.ssh/known_hosts"]`).
+    pub known_hosts: Vec<String>,
+    /// `strict`, `accept-new` or `off` (default `strict`).
+    pub host_key_policy: HostKeyPolicy,
+    /// Seconds each connection phase (TCP connect, handshake, each
+    /// authentication attempt, channel open) may take (default 30).
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub connect_timeout: f64,
+    /// Seconds of silence from the server before a keepalive is sent; 0
+    /// turns keepalives off (default 15).
+    #[schemars(range(min = 0))]
+    pub keepalive_interval: f64,
+    /// Unanswered keepalives after which the connection counts as lost
+    /// (default 3).
+    pub keepalive_count_max: u32,
+    /// Private key files tried for `publickey`; empty means the existing ones
+    /// of `~/.ssh/id_ed25519`, `~/.ssh/id_ecdsa`, `~/.ssh/id_rsa` (default empty).
+    pub client_keys: Vec<String>,
+    /// Authentication methods, tried in this order (default
+    /// `["publickey", "password", "keyboard-interactive"]`).
+    pub preferred_auth: Vec<String>,
+    /// Commands running at once on one connection; OpenSSH's `MaxSessions`
+    /// is 10 (default 10).
+    #[schemars(range(min = 1))]
+    pub max_sessions: u32,
+    /// Ciphers in order of preference, e.g. `aes128-gcm@openssh.com`; empty
+    /// means the library's defaults (default empty).
+    pub encryption_algs: Vec<String>,
+    /// Key exchange methods in order of preference; empty means the
+    /// library's defaults (default empty).
+    pub kex_algs: Vec<String>,
+    /// Host key algorithms in order of preference; empty means the library's
+    /// defaults (default empty).
+    pub server_host_key_algs: Vec<String>,
+    /// Compression methods (`none`, `zlib@openssh.com`, `zlib`); empty means
+    /// the library's defaults (default empty).
+    pub compression_algs: Vec<String>,
+    /// Local listeners forwarded through the host (default empty).
+    pub local_forwards: Vec<LocalForward>,
+    /// Listeners on the host forwarded back here (default empty).
+    pub remote_forwards: Vec<RemoteForward>,
+    /// Local SOCKS proxies going out through the host (default empty).
+    pub socks_forwards: Vec<SocksForward>,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        SshOptions {
+            port: 22,
+            known_hosts: vec!["~/.ssh/known_hosts".into()],
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: 30.0,
+            keepalive_interval: 15.0,
+            keepalive_count_max: 3,
+            client_keys: Vec::new(),
+            preferred_auth: AUTH_METHODS.iter().map(|m| (*m).to_string()).collect(),
+            max_sessions: 10,
+            encryption_algs: Vec::new(),
+            kex_algs: Vec::new(),
+            server_host_key_algs: Vec::new(),
+            compression_algs: Vec::new(),
+            local_forwards: Vec::new(),
+            remote_forwards: Vec::new(),
+            socks_forwards: Vec::new(),
+        }
+    }
+}
+
+impl SshOptions {
+    /// Rejects values no connection could use, naming the key.
+    pub(crate) fn validate(&self) -> tether_core::Result<()> {
+        self.connect_timeout()?;
+        self.keepalive_interval()?;
+        if self.max_sessions == 0 {
+            return Err(invalid("max_sessions must be at least 1"));
+        }
+        if self.preferred_auth.is_empty() {
+            return Err(invalid("preferred_auth names no method"));
+        }
+        if let Some(unknown) = self.preferred_auth.iter().find(|m| !AUTH_METHODS.contains(&m.as_str())) {
+            return Err(invalid(&format!(
+                "preferred_auth: unknown method `{unknown}` (known: {})",
+                AUTH_METHODS.join(", ")
+            )));
+        }
+        if self.known_hosts.is_empty() && self.host_key_policy != HostKeyPolicy::Off {
+            return Err(invalid("known_hosts names no file (use host_key_policy = \"off\" to skip the check)"));
+        }
+        Ok(())
+    }
+
+    /// `connect_timeout` as a duration.
+    pub(crate) fn connect_timeout(&self) -> tether_core::Result<Duration> {
+        match Duration::try_from_secs_f64(self.connect_timeout) {
+            Ok(limit) if !limit.is_zero() => Ok(limit),
+            _ => Err(invalid(&format!(
+                "connect_timeout must be a positive number of seconds, not {}",
+                self.connect_timeout
+            ))),
+        }
+    }
+
+    /// `keepalive_interval` as a duration; `None` when keepalives are off.
+    pub(crate) fn keepalive_interval(&self) -> tether_core::Result<Option<Duration>> {
+        match Duration::try_from_secs_f64(self.keepalive_interval) {
+            Ok(limit) if limit.is_zero() => Ok(None),
+            Ok(limit) => Ok(Some(limit)),
+            Err(_) => Err(invalid(&format!(
+                "keepalive_interval must be zero or a positive number of seconds, not {}",
+                self.keepalive_interval
+            ))),
+        }
+    }
+
+    /// True when a forward is configured (they are parsed, not applied yet).
+    pub(crate) fn has_forwards(&self) -> bool {
+        !(self.local_forwards.is_empty() && self.remote_forwards.is_empty() && self.socks_forwards.is_empty())
+    }
+}
+
+pub(crate) fn invalid(why: &str) -> tether_core::Error {
+    tether_core::Error::new(tether_core::ErrorKind::InvalidConfig, "options").with_context(format!("{TABLE}: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_keys() {
+        let parsed: SshOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, SshOptions::default());
+        assert_eq!(parsed.port, 22);
+        assert!(serde_json::from_str::<SshOptions>(r#"{"prot": 22}"#).is_err());
+        assert!(SshOptions::default().validate().is_ok());
+    }
+
+    #[test]
+    fn policy_and_forwards_parse() {
+        let parsed: SshOptions = serde_json::from_str(
+            r#"{"host_key_policy": "accept-new",
+                "local_forwards": [{"listen_port": 8080, "dest_host": "web", "dest_port": 80}],
+                "remote_forwards": [{"listen_host": "", "listen_port": 9000, "dest_host": "localhost", "dest_port": 22}],
+                "socks_forwards": [{"listen_port": 1080}]}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.host_key_policy, HostKeyPolicy::AcceptNew);
+        assert_eq!(parsed.local_forwards[0].listen_host, "localhost");
+        assert_eq!(parsed.remote_forwards[0].dest_port, 22);
+        assert_eq!(parsed.socks_forwards[0].listen_port, 1080);
+        assert!(parsed.has_forwards());
+        assert!(serde_json::from_str::<SshOptions>(r#"{"host_key_policy": "yes"}"#).is_err());
+        assert!(serde_json::from_str::<SshOptions>(r#"{"socks_forwards": [{"listen_port": 1, "x": 2}]}"#).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_config_errors() {
+        for bad in [0.0, -1.0, f64::NAN] {
+            let err = SshOptions { connect_timeout: bad, ..Default::default() }.validate().unwrap_err();
+            assert!(err.to_string().contains("connect_timeout"), "{err}");
+        }
+        let err = SshOptions { keepalive_interval: -1.0, ..Default::default() }.validate().unwrap_err();
+        assert!(err.to_string().contains("keepalive_interval"), "{err}");
+        let err = SshOptions { preferred_auth: vec!["gssapi".into()], ..Default::default() }.validate().unwrap_err();
+        assert!(err.to_string().contains("gssapi"), "{err}");
+        let err = SshOptions { max_sessions: 0, ..Default::default() }.validate().unwrap_err();
+        assert!(err.to_string().contains("max_sessions"), "{err}");
+        assert_eq!(SshOptions { keepalive_interval: 0.0, ..Default::default() }.keepalive_interval().unwrap(), None);
+    }
+}
