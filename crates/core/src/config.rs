@@ -179,6 +179,12 @@ fn json_type(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// An option value no connection could use, named by its table (transports
+/// call this from their options' `validate`).
+pub fn invalid_option(table: &str, why: &str) -> Error {
+    Error::new(ErrorKind::InvalidConfig, "options").with_context(format!("{table}: {why}"))
+}
+
 /// True for option keys whose values are secrets (passwords, passphrases,
 /// tokens): they print as `***` and never appear in errors or logs.
 pub fn is_secret_key(key: &str) -> bool {

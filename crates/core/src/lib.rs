@@ -30,7 +30,7 @@ pub mod memory;
 pub mod conformance;
 
 pub use command::{Command, CommandLine, ExitStatus, Output, Pty, quote, signal_name, signal_number};
-pub use config::{Credential, HostConfig, OptionSource, ResolvedOptions, did_you_mean, is_secret_key};
+pub use config::{Credential, HostConfig, OptionSource, ResolvedOptions, did_you_mean, invalid_option, is_secret_key};
 pub use connection::{Connection, ConnectionFactory, ConnectionParts, RegistryFactory};
 pub use error::{Error, ErrorKind, Result, kind_of_io};
 pub use files::{

@@ -1,6 +1,7 @@
 //! The `local_options` table.
 
 use serde::{Deserialize, Serialize};
+use tether_core::invalid_option;
 
 /// The name of the options table in `hosts.json` and `settings.toml`.
 pub(crate) const TABLE: &str = "local_options";
@@ -27,7 +28,7 @@ impl LocalOptions {
     /// Rejects values no connection could use, naming the key.
     pub(crate) fn validate(&self) -> tether_core::Result<()> {
         if self.shell.is_empty() || self.shell.contains('\0') {
-            return Err(invalid("shell must be a non-empty path without NUL bytes"));
+            return Err(invalid_option(TABLE, "shell must be a non-empty path without NUL bytes"));
         }
         self.connect_timeout().map(drop)
     }
@@ -36,16 +37,12 @@ impl LocalOptions {
     pub(crate) fn connect_timeout(&self) -> tether_core::Result<std::time::Duration> {
         match std::time::Duration::try_from_secs_f64(self.connect_timeout) {
             Ok(limit) if !limit.is_zero() => Ok(limit),
-            _ => Err(invalid(&format!(
-                "connect_timeout must be a positive number of seconds, not {}",
-                self.connect_timeout
-            ))),
+            _ => Err(invalid_option(
+                TABLE,
+                &format!("connect_timeout must be a positive number of seconds, not {}", self.connect_timeout),
+            )),
         }
     }
-}
-
-fn invalid(why: &str) -> tether_core::Error {
-    tether_core::Error::new(tether_core::ErrorKind::InvalidConfig, "options").with_context(format!("{TABLE}: {why}"))
 }
 
 #[cfg(test)]

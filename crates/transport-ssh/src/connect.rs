@@ -17,7 +17,8 @@ use tokio::sync::Semaphore;
 
 use crate::error::{ssh, timed};
 use crate::known_hosts::{self, HostKey, Verdict};
-use crate::options::{HostKeyPolicy, SshOptions, TABLE, invalid};
+use crate::options::{HostKeyPolicy, SshOptions, TABLE};
+use tether_core::invalid_option;
 
 /// Default private keys tried for `publickey` when `client_keys` is empty,
 /// in OpenSSH's order.
@@ -309,7 +310,10 @@ fn client_config(options: &SshOptions) -> Result<client::Config> {
 
 fn names<T>(list: &[String], key: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
     list.iter()
-        .map(|name| parse(name).ok_or_else(|| invalid(&format!("{key}: `{name}` is not supported by this client"))))
+        .map(|name| {
+            parse(name)
+                .ok_or_else(|| invalid_option(TABLE, &format!("{key}: `{name}` is not supported by this client")))
+        })
         .collect()
 }
 

@@ -1,6 +1,7 @@
 //! The `ssh_options` table.
 
 use std::time::Duration;
+use tether_core::invalid_option;
 
 use serde::{Deserialize, Serialize};
 use tether_core::schemars;
@@ -153,19 +154,22 @@ impl SshOptions {
         self.connect_timeout()?;
         self.keepalive_interval()?;
         if self.max_sessions == 0 {
-            return Err(invalid("max_sessions must be at least 1"));
+            return Err(invalid_option(TABLE, "max_sessions must be at least 1"));
         }
         if self.preferred_auth.is_empty() {
-            return Err(invalid("preferred_auth names no method"));
+            return Err(invalid_option(TABLE, "preferred_auth names no method"));
         }
         if let Some(unknown) = self.preferred_auth.iter().find(|m| !AUTH_METHODS.contains(&m.as_str())) {
-            return Err(invalid(&format!(
-                "preferred_auth: unknown method `{unknown}` (known: {})",
-                AUTH_METHODS.join(", ")
-            )));
+            return Err(invalid_option(
+                TABLE,
+                &format!("preferred_auth: unknown method `{unknown}` (known: {})", AUTH_METHODS.join(", ")),
+            ));
         }
         if self.known_hosts.is_empty() && self.host_key_policy != HostKeyPolicy::Off {
-            return Err(invalid("known_hosts names no file (use host_key_policy = \"off\" to skip the check)"));
+            return Err(invalid_option(
+                TABLE,
+                "known_hosts names no file (use host_key_policy = \"off\" to skip the check)",
+            ));
         }
         Ok(())
     }
@@ -174,10 +178,10 @@ impl SshOptions {
     pub(crate) fn connect_timeout(&self) -> tether_core::Result<Duration> {
         match Duration::try_from_secs_f64(self.connect_timeout) {
             Ok(limit) if !limit.is_zero() => Ok(limit),
-            _ => Err(invalid(&format!(
-                "connect_timeout must be a positive number of seconds, not {}",
-                self.connect_timeout
-            ))),
+            _ => Err(invalid_option(
+                TABLE,
+                &format!("connect_timeout must be a positive number of seconds, not {}", self.connect_timeout),
+            )),
         }
     }
 
@@ -186,10 +190,13 @@ impl SshOptions {
         match Duration::try_from_secs_f64(self.keepalive_interval) {
             Ok(limit) if limit.is_zero() => Ok(None),
             Ok(limit) => Ok(Some(limit)),
-            Err(_) => Err(invalid(&format!(
-                "keepalive_interval must be zero or a positive number of seconds, not {}",
-                self.keepalive_interval
-            ))),
+            Err(_) => Err(invalid_option(
+                TABLE,
+                &format!(
+                    "keepalive_interval must be zero or a positive number of seconds, not {}",
+                    self.keepalive_interval
+                ),
+            )),
         }
     }
 
@@ -197,10 +204,6 @@ impl SshOptions {
     pub(crate) fn has_forwards(&self) -> bool {
         !(self.local_forwards.is_empty() && self.remote_forwards.is_empty() && self.socks_forwards.is_empty())
     }
-}
-
-pub(crate) fn invalid(why: &str) -> tether_core::Error {
-    tether_core::Error::new(tether_core::ErrorKind::InvalidConfig, "options").with_context(format!("{TABLE}: {why}"))
 }
 
 #[cfg(test)]
