@@ -11,13 +11,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use russh::client;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use tether_core::{BoxFuture, ConnectRequest, Connection, Error, ErrorKind, HostConfig, Result, Transport};
+use tether_core::{
+    BoxFuture, ConnectRequest, Connection, Error, ErrorKind, FileTransfer, HostConfig, Result, Transport, Tunnel,
+};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use crate::error::{ssh, timed};
 use crate::known_hosts::{self, HostKey, Verdict};
-use crate::options::{HostKeyPolicy, SshOptions, TABLE};
+use crate::options::{HostKeyPolicy, SCP_TABLE, SFTP_TABLE, ScpOptions, SftpOptions, SshOptions, TABLE};
+use crate::tunnel::{Forwards, RemoteRoutes};
 use tether_core::invalid_option;
 
 /// Default private keys tried for `publickey` when `client_keys` is empty,
@@ -35,6 +38,8 @@ pub(crate) struct ClientHandler {
     host_name: String,
     options: SshOptions,
     refusal: Arc<Mutex<Option<Error>>>,
+    /// Where connections arriving on our `remote_forwards` go.
+    remote_routes: Arc<RemoteRoutes>,
 }
 
 impl client::Handler for ClientHandler {
@@ -51,6 +56,20 @@ impl client::Handler for ClientHandler {
                 Ok(false)
             }
         }
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        crate::tunnel::accept_forwarded(&self.remote_routes, channel, connected_address, connected_port, reply).await;
+        Ok(())
     }
 }
 
@@ -129,6 +148,8 @@ pub struct SshSession {
     /// `max_sessions` permits: one per open session channel.
     pub(crate) sessions: Arc<Semaphore>,
     pub(crate) target: String,
+    /// Routes for connections arriving on `remote_forwards`.
+    pub(crate) remote_routes: Arc<RemoteRoutes>,
     closed: AtomicBool,
 }
 
@@ -177,10 +198,15 @@ impl SshSession {
     }
 }
 
-/// The connection the registry hands out for `ssh`.
+/// The connection the registry hands out for `ssh`, `sftp` and `scp`.
 #[derive(Debug)]
 pub struct SshConnection {
     session: Arc<SshSession>,
+    host: Arc<HostConfig>,
+    /// The SFTP subsystem, opened on first use and then shared.
+    sftp: tokio::sync::OnceCell<Arc<dyn FileTransfer>>,
+    /// The forwards of `ssh_options`, stopped with the connection.
+    forwards: Mutex<Option<Forwards>>,
 }
 
 impl SshConnection {
@@ -196,11 +222,42 @@ impl Connection for SshConnection {
         Some(self.session.clone())
     }
 
+    async fn file_transfer(&self, scheme: &str) -> Result<Arc<dyn FileTransfer>> {
+        self.session.ensure_open("open file transfer")?;
+        match scheme {
+            "sftp" => {
+                let files = self
+                    .sftp
+                    .get_or_try_init(|| async {
+                        let options: SftpOptions = self.host.options.table(SFTP_TABLE)?;
+                        options.validate()?;
+                        crate::transfer::sftp::open(self.session.clone(), options).await
+                    })
+                    .await?;
+                Ok(files.clone())
+            }
+            "scp" => {
+                let options: ScpOptions = self.host.options.table(SCP_TABLE)?;
+                options.validate()?;
+                crate::transfer::scp::open(self.session.clone(), options)
+            }
+            other => Err(Error::new(ErrorKind::Unsupported, "open file transfer")
+                .with_context(format!("an SSH connection moves files with `sftp` or `scp`, not `{other}`"))),
+        }
+    }
+
+    fn tunnel(&self) -> Option<Arc<dyn Tunnel>> {
+        Some(self.session.clone())
+    }
+
     fn is_alive(&self) -> bool {
         self.session.is_alive()
     }
 
     async fn close(&self) -> Result<()> {
+        if let Ok(mut forwards) = self.forwards.lock() {
+            forwards.take();
+        }
         self.session.shutdown().await
     }
 }
@@ -208,20 +265,20 @@ impl Connection for SshConnection {
 pub(crate) fn connect(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<dyn Connection>>> {
     Box::pin(async move {
         let host = request.host.clone();
-        let connection = connect_host(&host).await.map_err(|e| e.with_host(host.id.clone()))?;
+        let connection = connect_shared(host.clone()).await.map_err(|e| e.with_host(host.id.clone()))?;
         Ok(Arc::new(connection) as Arc<dyn Connection>)
     })
 }
 
-/// Connects and authenticates to `host` with its `ssh_options`.
+/// Connects and authenticates to `host` with its `ssh_options`, then starts
+/// the forwards they name.
 pub async fn connect_host(host: &HostConfig) -> Result<SshConnection> {
+    connect_shared(Arc::new(host.clone())).await
+}
+
+async fn connect_shared(host: Arc<HostConfig>) -> Result<SshConnection> {
     let options: SshOptions = host.options.table(TABLE)?;
     options.validate()?;
-    if options.has_forwards() {
-        return Err(Error::new(ErrorKind::Unsupported, "connect").with_context(
-            "ssh_options local_forwards/remote_forwards/socks_forwards are not applied yet; remove them",
-        ));
-    }
     let address = host
         .address
         .clone()
@@ -246,10 +303,12 @@ pub async fn connect_host(host: &HostConfig) -> Result<SshConnection> {
 
     let config = Arc::new(client_config(&options)?);
     let refusal = Arc::new(Mutex::new(None));
+    let remote_routes = Arc::new(RemoteRoutes::default());
     let handler = ClientHandler {
         host_name: known_hosts::lookup_name(&address, port),
         options: options.clone(),
         refusal: refusal.clone(),
+        remote_routes: remote_routes.clone(),
     };
     let handshake = timed("connect", &format!("SSH handshake with {address}:{port}"), limit, async {
         client::connect_stream(config, stream, handler).await.map_err(|e| {
@@ -262,12 +321,25 @@ pub async fn connect_host(host: &HostConfig) -> Result<SshConnection> {
     })
     .await;
     let mut handle = handshake?;
-    authenticate(&mut handle, host, &login, &options, limit).await?;
+    authenticate(&mut handle, &host, &login, &options, limit).await?;
     tracing::debug!(%target, "ssh connected");
     let sessions = Arc::new(Semaphore::new(options.max_sessions as usize));
-    Ok(SshConnection {
-        session: Arc::new(SshSession { handle, options, sessions, target, closed: AtomicBool::new(false) }),
-    })
+    let session = Arc::new(SshSession {
+        handle,
+        options: options.clone(),
+        sessions,
+        target,
+        remote_routes,
+        closed: AtomicBool::new(false),
+    });
+    let forwards = match crate::tunnel::apply(&session, &options).await {
+        Ok(forwards) => forwards,
+        Err(e) => {
+            let _ = session.shutdown().await;
+            return Err(e);
+        }
+    };
+    Ok(SshConnection { session, host, sftp: tokio::sync::OnceCell::new(), forwards: Mutex::new(Some(forwards)) })
 }
 
 fn current_user() -> Result<String> {

@@ -26,9 +26,11 @@ mod error;
 mod exec;
 mod known_hosts;
 mod options;
+mod transfer;
+mod tunnel;
 
 pub use connect::{SshConnection, SshSession, connect_host};
-pub use options::{HostKeyPolicy, LocalForward, RemoteForward, SocksForward, SshOptions};
+pub use options::{HostKeyPolicy, LocalForward, RemoteForward, ScpOptions, SftpOptions, SocksForward, SshOptions};
 
 use tether_core::{Capabilities, OptionsSpec, Plugin};
 
@@ -42,4 +44,28 @@ pub const PLUGIN: Plugin = Plugin {
     connect: connect::connect,
 };
 
+/// The `sftp` scheme's registry entry: files over the SFTP subsystem of the
+/// host's one SSH connection.
+pub const SFTP_PLUGIN: Plugin = Plugin {
+    scheme: "sftp",
+    connection_key: "ssh",
+    description: "SFTP on the host's SSH connection: pipelined, atomic puts",
+    capabilities: Capabilities { exec: false, shell: false, user_switch: false, files: true, tunnel: false },
+    options: Some(OptionsSpec::of::<SftpOptions>(options::SFTP_TABLE)),
+    connect: connect::connect,
+};
+
+/// The `scp` scheme's registry entry: files over the scp protocol on the
+/// host's one SSH connection.
+pub const SCP_PLUGIN: Plugin = Plugin {
+    scheme: "scp",
+    connection_key: "ssh",
+    description: "SCP (scp -t / scp -f) on the host's SSH connection",
+    capabilities: Capabilities { exec: false, shell: false, user_switch: false, files: true, tunnel: false },
+    options: Some(OptionsSpec::of::<ScpOptions>(options::SCP_TABLE)),
+    connect: connect::connect,
+};
+
 tether_core::inventory::submit!(PLUGIN);
+tether_core::inventory::submit!(SFTP_PLUGIN);
+tether_core::inventory::submit!(SCP_PLUGIN);

@@ -1,5 +1,6 @@
 //! The `ssh_options` table.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tether_core::invalid_option;
 
@@ -8,6 +9,10 @@ use tether_core::schemars;
 
 /// The name of the options table in `hosts.json` and `settings.toml`.
 pub(crate) const TABLE: &str = "ssh_options";
+/// The `sftp` scheme's table.
+pub(crate) const SFTP_TABLE: &str = "sftp_options";
+/// The `scp` scheme's table.
+pub(crate) const SCP_TABLE: &str = "scp_options";
 
 /// Authentication methods this transport knows, in their OpenSSH spelling.
 pub(crate) const AUTH_METHODS: &[&str] = &["publickey", "password", "keyboard-interactive"];
@@ -203,6 +208,89 @@ impl SshOptions {
     /// True when a forward is configured (they are parsed, not applied yet).
     pub(crate) fn has_forwards(&self) -> bool {
         !(self.local_forwards.is_empty() && self.remote_forwards.is_empty() && self.socks_forwards.is_empty())
+    }
+}
+
+/// Options of the `sftp` scheme (`sftp_options` in `hosts.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftpOptions {
+    /// Environment variables set for the remote SFTP server process (default empty).
+    pub env: BTreeMap<String, String>,
+    /// Names of local environment variables passed on to the remote SFTP
+    /// server process when they are set here (default empty).
+    pub send_env: Vec<String>,
+    /// Bytes per read or write request; OpenSSH's server accepts up to 255 KiB (default 261120).
+    #[schemars(range(min = 1024, max = 261120))]
+    pub request_size: u32,
+    /// Write requests in flight during a put (default 16).
+    #[schemars(range(min = 1, max = 1024))]
+    pub write_requests: u32,
+    /// Read requests in flight during a get (default 64).
+    #[schemars(range(min = 1, max = 1024))]
+    pub read_requests: u32,
+}
+
+impl Default for SftpOptions {
+    fn default() -> Self {
+        SftpOptions {
+            env: BTreeMap::new(),
+            send_env: Vec::new(),
+            request_size: 255 << 10,
+            write_requests: 16,
+            read_requests: 64,
+        }
+    }
+}
+
+impl SftpOptions {
+    /// Rejects values no transfer could use, naming the key.
+    pub(crate) fn validate(&self) -> tether_core::Result<()> {
+        if !(1024..=(255 << 10)).contains(&self.request_size) {
+            return Err(invalid_option(SFTP_TABLE, "request_size must be between 1024 and 261120 bytes"));
+        }
+        if !(1..=1024).contains(&self.write_requests) || !(1..=1024).contains(&self.read_requests) {
+            return Err(invalid_option(SFTP_TABLE, "write_requests and read_requests must be between 1 and 1024"));
+        }
+        Ok(())
+    }
+
+    /// `env` plus the `send_env` variables that are set here (`env` wins).
+    pub(crate) fn environment(&self) -> BTreeMap<String, String> {
+        let mut all: BTreeMap<String, String> =
+            self.send_env.iter().filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v))).collect();
+        all.extend(self.env.clone());
+        all
+    }
+}
+
+/// Options of the `scp` scheme (`scp_options` in `hosts.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScpOptions {
+    /// Bytes per read from the source and per channel write (default 262144).
+    #[schemars(range(min = 1024, max = 16777216))]
+    pub block_size: u32,
+    /// Carry the modification and access times and the mode (`scp -p`) (default false).
+    pub preserve: bool,
+    /// Descend into directories; when false a directory record from the
+    /// server is a protocol error (default true).
+    pub recurse: bool,
+}
+
+impl Default for ScpOptions {
+    fn default() -> Self {
+        ScpOptions { block_size: 256 << 10, preserve: false, recurse: true }
+    }
+}
+
+impl ScpOptions {
+    /// Rejects values no transfer could use, naming the key.
+    pub(crate) fn validate(&self) -> tether_core::Result<()> {
+        if !(1024..=(16 << 20)).contains(&self.block_size) {
+            return Err(invalid_option(SCP_TABLE, "block_size must be between 1024 and 16777216 bytes"));
+        }
+        Ok(())
     }
 }
 

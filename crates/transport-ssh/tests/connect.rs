@@ -145,26 +145,6 @@ async fn many_concurrent_commands_share_one_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsupported_requests_say_so() {
-    let sshd = common::start(Sshd::builder()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = known_hosts_file(&dir, &format!("{}\n", sshd.known_hosts_line()));
-    let connection = common::connect(common::host_for(&sshd, &path)).await.unwrap();
-    let transport = connection.transport().unwrap();
-    let err = transport.exec(&Command::shell("id").user("nobody")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    let err = connection.file_transfer("sftp").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-
-    let mut host = common::host_for(&sshd, &path);
-    host.options
-        .set("ssh_options", "socks_forwards", serde_json::json!([{"listen_port": 1080}]), OptionSource::Api)
-        .unwrap();
-    let err = common::connect(host).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_connection_fails_commands_and_reports_dead() {
     let sshd = common::start(Sshd::builder()).await;
     let dir = tempfile::tempdir().unwrap();
