@@ -36,7 +36,7 @@ impl SshSession {
     /// Opens a session channel within the `max_sessions` bound, retrying
     /// refusals (sshd's `MaxSessions` lags behind channel closes) until
     /// `connect_timeout` runs out.
-    async fn open_session(&self, limit: Duration) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit)> {
+    pub(crate) async fn open_session(&self, limit: Duration) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit)> {
         let permit = timed("exec", "waiting for a free session slot", limit, async {
             self.sessions.clone().acquire_owned().await.map_err(|_| {
                 Error::new(ErrorKind::ConnectionLost, "exec").with_context(format!("{}: closed", self.target))
