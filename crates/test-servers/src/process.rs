@@ -41,6 +41,17 @@ pub(crate) fn kill_tree(root: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Stops (`freeze = true`, SIGSTOP) or resumes (SIGCONT) `root` and all its
+/// descendants: a frozen server keeps its TCP connections open but answers
+/// nothing, as a hung or unplugged peer does.
+pub(crate) fn freeze_tree(root: u32, freeze: bool) -> io::Result<()> {
+    let sig = if freeze { Signal::SIGSTOP } else { Signal::SIGCONT };
+    for pid in descendants(root)? {
+        signal(pid, sig)?;
+    }
+    Ok(())
+}
+
 /// Sends `sig`, treating a process that already exited as done.
 fn signal(pid: u32, sig: Signal) -> io::Result<()> {
     let Ok(raw) = i32::try_from(pid) else {

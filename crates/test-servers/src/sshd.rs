@@ -319,6 +319,23 @@ impl Sshd {
         kill_and_reap(&mut self.child)
     }
 
+    /// Freezes sshd and every session (SIGSTOP): connections stay open but
+    /// the server answers nothing, as when a cable is pulled. Undone by
+    /// [`thaw`](Sshd::thaw); [`kill`](Sshd::kill) works on a frozen server.
+    pub fn freeze(&self) -> Result<(), HarnessError> {
+        self.signal_tree(true)
+    }
+
+    /// Resumes a server stopped by [`freeze`](Sshd::freeze).
+    pub fn thaw(&self) -> Result<(), HarnessError> {
+        self.signal_tree(false)
+    }
+
+    fn signal_tree(&self, freeze: bool) -> Result<(), HarnessError> {
+        let Some(pid) = self.pid() else { return Ok(()) };
+        crate::process::freeze_tree(pid, freeze).map_err(|e| HarnessError::io("signalling sshd's processes", e))
+    }
+
     /// Stops sshd and its sessions and removes the temporary directory,
     /// reporting any failure (dropping the handle does the same silently).
     pub fn stop(mut self) -> Result<(), HarnessError> {

@@ -150,6 +150,11 @@ pub struct SshSession {
     pub(crate) target: String,
     /// Routes for connections arriving on `remote_forwards`.
     pub(crate) remote_routes: Arc<RemoteRoutes>,
+    /// The user logged in as (commands for this user need no `sudo`).
+    pub(crate) login: String,
+    /// Set once the server refused an `env` request: later commands carry
+    /// their environment as an `env` prefix without asking again.
+    pub(crate) setenv_refused: AtomicBool,
     closed: AtomicBool,
 }
 
@@ -330,6 +335,8 @@ async fn connect_shared(host: Arc<HostConfig>) -> Result<SshConnection> {
         sessions,
         target,
         remote_routes,
+        login,
+        setenv_refused: AtomicBool::new(false),
         closed: AtomicBool::new(false),
     });
     let forwards = match crate::tunnel::apply(&session, &options).await {
@@ -403,42 +410,10 @@ async fn authenticate(
     for method in &options.preferred_auth {
         match method.as_str() {
             "publickey" => {
-                let keys = key_paths(options);
-                if keys.is_empty() {
-                    tried.push("publickey (no key file)".into());
-                }
-                for path in keys {
-                    let shown = path.display().to_string();
-                    let key = match tokio::task::spawn_blocking(move || russh::keys::load_secret_key(&path, None)).await
-                    {
-                        Ok(Ok(key)) => Arc::new(key),
-                        Ok(Err(e)) => {
-                            // An encrypted or unreadable key is skipped, as ssh does in batch mode.
-                            tried.push(format!("publickey {shown} (unusable: {e})"));
-                            continue;
-                        }
-                        Err(_) => continue,
-                    };
-                    let hash = if key.algorithm().is_rsa() {
-                        timed("connect", "RSA hash negotiation", limit, async {
-                            handle.best_supported_rsa_hash().await.map_err(|e| ssh("connect", e))
-                        })
-                        .await?
-                        .flatten()
-                    } else {
-                        None
-                    };
-                    let result = timed("connect", "publickey authentication", limit, async {
-                        handle
-                            .authenticate_publickey(login, PrivateKeyWithHashAlg::new(key, hash))
-                            .await
-                            .map_err(|e| ssh("connect", e))
-                    })
-                    .await?;
-                    if result.success() {
-                        return Ok(());
-                    }
-                    tried.push(format!("publickey {shown} (rejected)"));
+                if publickey_files(handle, login, options, limit, &mut tried).await?
+                    || publickey_agent(handle, login, options, limit, &mut tried).await?
+                {
+                    return Ok(());
                 }
             }
             "password" => match password {
@@ -467,6 +442,122 @@ async fn authenticate(
         }
     }
     Err(Error::new(ErrorKind::AuthFailed, "connect").with_context(format!("as `{login}`: tried {}", tried.join(", "))))
+}
+
+/// `publickey` with the key files of `client_keys` (or the default ones).
+async fn publickey_files(
+    handle: &mut client::Handle<ClientHandler>,
+    login: &str,
+    options: &SshOptions,
+    limit: Duration,
+    tried: &mut Vec<String>,
+) -> Result<bool> {
+    let keys = key_paths(options);
+    if keys.is_empty() {
+        tried.push("publickey (no key file)".into());
+    }
+    for path in keys {
+        let shown = path.display().to_string();
+        let key = match tokio::task::spawn_blocking(move || russh::keys::load_secret_key(&path, None)).await {
+            Ok(Ok(key)) => Arc::new(key),
+            Ok(Err(e)) => {
+                // An encrypted or unreadable key is skipped, as ssh does in batch mode.
+                tried.push(format!("publickey {shown} (unusable: {e})"));
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let hash = rsa_hash(handle, key.algorithm().is_rsa(), limit).await?;
+        let result = timed("connect", "publickey authentication", limit, async {
+            handle
+                .authenticate_publickey(login, PrivateKeyWithHashAlg::new(key, hash))
+                .await
+                .map_err(|e| ssh("connect", e))
+        })
+        .await?;
+        if result.success() {
+            return Ok(true);
+        }
+        tried.push(format!("publickey {shown} (rejected)"));
+    }
+    Ok(false)
+}
+
+/// `publickey` with each identity of the ssh-agent (`agent_socket`, else
+/// `SSH_AUTH_SOCK`); the agent signs, the key never leaves it.
+async fn publickey_agent(
+    handle: &mut client::Handle<ClientHandler>,
+    login: &str,
+    options: &SshOptions,
+    limit: Duration,
+    tried: &mut Vec<String>,
+) -> Result<bool> {
+    use russh::keys::agent::{AgentIdentity, client::AgentClient};
+    let Some(socket) = options.agent_socket() else {
+        return Ok(false);
+    };
+    let shown = socket.display().to_string();
+    let agent = tokio::time::timeout(limit, AgentClient::connect_uds(&socket)).await;
+    let mut agent = match agent {
+        Ok(Ok(agent)) => agent,
+        Ok(Err(e)) => {
+            tried.push(format!("agent {shown} (unreachable: {e})"));
+            return Ok(false);
+        }
+        Err(_) => {
+            tried.push(format!("agent {shown} (no answer within {limit:?})"));
+            return Ok(false);
+        }
+    };
+    let identities = match tokio::time::timeout(limit, agent.request_identities()).await {
+        Ok(Ok(identities)) => identities,
+        Ok(Err(e)) => {
+            tried.push(format!("agent {shown} (listing keys failed: {e})"));
+            return Ok(false);
+        }
+        Err(_) => {
+            tried.push(format!("agent {shown} (no key list within {limit:?})"));
+            return Ok(false);
+        }
+    };
+    if identities.is_empty() {
+        tried.push(format!("agent {shown} (holds no key)"));
+    }
+    for identity in identities {
+        // Certificates would need the server's CA trust; plain keys are what agents hold here.
+        let AgentIdentity::PublicKey { key, comment } = identity else {
+            continue;
+        };
+        let hash = rsa_hash(handle, key.algorithm().is_rsa(), limit).await?;
+        let attempt =
+            tokio::time::timeout(limit, handle.authenticate_publickey_with(login, key, hash, &mut agent)).await;
+        match attempt {
+            Ok(Ok(result)) if result.success() => return Ok(true),
+            Ok(Ok(_)) => tried.push(format!("agent key {comment} (rejected)")),
+            Ok(Err(e)) => tried.push(format!("agent key {comment} (signing failed: {e})")),
+            Err(_) => {
+                return Err(Error::new(ErrorKind::Timeout, "connect")
+                    .with_context(format!("agent publickey authentication took over {limit:?}")));
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The RSA signature hash the server prefers (`None` for other key types).
+async fn rsa_hash(
+    handle: &mut client::Handle<ClientHandler>,
+    is_rsa: bool,
+    limit: Duration,
+) -> Result<Option<russh::keys::HashAlg>> {
+    if !is_rsa {
+        return Ok(None);
+    }
+    Ok(timed("connect", "RSA hash negotiation", limit, async {
+        handle.best_supported_rsa_hash().await.map_err(|e| ssh("connect", e))
+    })
+    .await?
+    .flatten())
 }
 
 /// Answers every prompt with the password (PAM's "Password:" prompt).

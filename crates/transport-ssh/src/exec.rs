@@ -14,8 +14,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use russh::ChannelMsg;
 use russh::client::Msg;
+use std::sync::atomic::Ordering;
+
 use tether_core::{
-    BoxReader, BoxWriter, Command, Error, ErrorKind, ExitStatus, Process, ProcessControl, Result, Transport,
+    BoxReader, BoxWriter, Command, Error, ErrorKind, ExitStatus, Process, ProcessControl, Pty, Result, Transport, quote,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -31,6 +33,7 @@ const PIPE_BUFFER: usize = 256 << 10;
 const RETRY_START: Duration = Duration::from_millis(5);
 
 type WriteHalf = russh::ChannelWriteHalf<Msg>;
+type ReadHalf = russh::ChannelReadHalf;
 
 impl SshSession {
     /// Opens a session channel within the `max_sessions` bound, retrying
@@ -76,64 +79,187 @@ impl SshSession {
     }
 }
 
+/// What a session channel is asked to start.
+enum Start<'a> {
+    /// A command line, with its environment (sent as `env` requests when the
+    /// server accepts them) and an optional terminal.
+    Exec { command: &'a Command, pty: Option<&'a Pty> },
+    /// The login shell on a terminal.
+    Shell { pty: &'a Pty },
+}
+
 #[async_trait]
 impl Transport for SshSession {
     async fn spawn(&self, command: &Command) -> Result<Process> {
-        self.ensure_open("exec")?;
         command.validate()?;
-        if command.user.is_some() || command.group.is_some() {
-            return Err(Error::new(ErrorKind::Unsupported, "exec")
-                .with_context("running as another user or group over ssh (sudo) is not implemented yet"));
-        }
-        if command.pty.is_some() {
-            return Err(Error::new(ErrorKind::Unsupported, "exec")
-                .with_context("terminals over ssh are not implemented yet; run the command without `pty`"));
-        }
-        let limit = self.options.connect_timeout()?;
-        let (channel, permit) = self.open_session(limit).await?;
-        let (mut reader, writer) = channel.split();
-        let writer = Arc::new(writer);
-        let line = command.wrapped_shell_line();
-        // OpenSSH answers the request before it reads any of the command's
-        // output, but anything that arrives first is kept for the pump, not lost.
-        let mut early = Vec::new();
-        timed("exec", "exec request", limit, async {
-            writer.exec(true, line.as_bytes()).await.map_err(|e| ssh("exec", e))?;
-            loop {
-                match reader.wait().await {
-                    Some(ChannelMsg::Success) => return Ok(()),
-                    Some(ChannelMsg::Failure) => {
-                        return Err(Error::new(ErrorKind::PermissionDenied, "exec")
-                            .with_context(format!("{}: the server refused to run the command", self.target)));
-                    }
-                    Some(other) => early.push(other),
-                    None => {
-                        return Err(Error::new(ErrorKind::ConnectionLost, "exec")
-                            .with_context(format!("{}: channel closed before the command started", self.target)));
-                    }
-                }
-            }
-        })
-        .await?;
-        tracing::debug!(target = %self.target, command = %command, "exec started");
+        self.start(Start::Exec { command, pty: command.pty.as_ref() }).await
+    }
 
-        let (stdin_user, stdin_pump) = tokio::io::duplex(PIPE_BUFFER);
-        let (stdout_pump, stdout_user) = tokio::io::duplex(PIPE_BUFFER);
-        let (stderr_pump, stderr_user) = tokio::io::duplex(PIPE_BUFFER);
-        tokio::spawn(feed_stdin(stdin_pump, writer.clone()));
-        let (done_tx, done_rx) = oneshot::channel();
-        tokio::spawn(pump_output(early, reader, stdout_pump, stderr_pump, permit, done_tx, self.target.clone()));
-        let control = SshProcess { writer, done: Some(done_rx), status: None, target: self.target.clone() };
-        Ok(Process::new(
-            Some(Box::pin(stdin_user) as BoxWriter),
-            Some(Box::pin(stdout_user) as BoxReader),
-            Some(Box::pin(stderr_user) as BoxReader),
-            Box::new(control),
-        ))
+    async fn shell(&self, pty: &Pty) -> Result<Process> {
+        self.start(Start::Shell { pty }).await
     }
 
     async fn close(&self) -> Result<()> {
         self.shutdown().await
+    }
+}
+
+impl SshSession {
+    /// Opens a channel, asks for a terminal and environment if wanted, starts
+    /// the command or shell, and wires the channel to a [`Process`].
+    async fn start(&self, what: Start<'_>) -> Result<Process> {
+        self.ensure_open("exec")?;
+        let limit = self.options.connect_timeout()?;
+        let (channel, permit) = self.open_session(limit).await?;
+        let (mut reader, writer) = channel.split();
+        let writer = Arc::new(writer);
+        // Replies to channel requests arrive in order, but output may come
+        // before the last one: it is kept for the pump, not lost.
+        let mut early = Vec::new();
+        let pty = match &what {
+            Start::Exec { pty, .. } => *pty,
+            Start::Shell { pty } => Some(*pty),
+        };
+        timed("exec", "starting the command", limit, async {
+            if let Some(pty) = pty {
+                writer
+                    .request_pty(true, &pty.term, pty.cols.into(), pty.rows.into(), 0, 0, &[])
+                    .await
+                    .map_err(|e| ssh("exec", e))?;
+                self.reply(&mut reader, &mut early, "a terminal").await?;
+            }
+            match &what {
+                Start::Exec { command, .. } => {
+                    let line = self.command_line(command, &writer, &mut reader, &mut early).await?;
+                    writer.exec(true, line.as_bytes()).await.map_err(|e| ssh("exec", e))?;
+                    self.reply(&mut reader, &mut early, "the command").await
+                }
+                Start::Shell { .. } => {
+                    writer.request_shell(true).await.map_err(|e| ssh("exec", e))?;
+                    self.reply(&mut reader, &mut early, "a shell").await
+                }
+            }
+        })
+        .await?;
+        match &what {
+            Start::Exec { command, .. } => tracing::debug!(target = %self.target, command = %command, "exec started"),
+            Start::Shell { .. } => tracing::debug!(target = %self.target, "shell started"),
+        }
+
+        let (stdin_user, stdin_pump) = tokio::io::duplex(PIPE_BUFFER);
+        let (stdout_pump, stdout_user) = tokio::io::duplex(PIPE_BUFFER);
+        // A terminal merges stderr into its output.
+        let (stderr_pump, stderr_user) = match pty {
+            None => {
+                let (pump, user) = tokio::io::duplex(PIPE_BUFFER);
+                (Some(pump), Some(Box::pin(user) as BoxReader))
+            }
+            Some(_) => (None, None),
+        };
+        tokio::spawn(feed_stdin(stdin_pump, writer.clone()));
+        let (done_tx, done_rx) = oneshot::channel();
+        tokio::spawn(pump_output(early, reader, stdout_pump, stderr_pump, permit, done_tx, self.target.clone()));
+        let control = SshProcess {
+            writer,
+            done: Some(done_rx),
+            status: None,
+            target: self.target.clone(),
+            terminal: pty.is_some(),
+        };
+        Ok(Process::new(
+            Some(Box::pin(stdin_user) as BoxWriter),
+            Some(Box::pin(stdout_user) as BoxReader),
+            stderr_user,
+            Box::new(control),
+        ))
+    }
+
+    /// Waits for the server's answer to the last channel request.
+    async fn reply(&self, reader: &mut ReadHalf, early: &mut Vec<ChannelMsg>, what: &str) -> Result<()> {
+        loop {
+            match reader.wait().await {
+                Some(ChannelMsg::Success) => return Ok(()),
+                Some(ChannelMsg::Failure) => {
+                    return Err(Error::new(ErrorKind::PermissionDenied, "exec")
+                        .with_context(format!("{}: the server refused to start {what}", self.target)));
+                }
+                Some(other) => early.push(other),
+                None => {
+                    return Err(Error::new(ErrorKind::ConnectionLost, "exec")
+                        .with_context(format!("{}: channel closed before {what} started", self.target)));
+                }
+            }
+        }
+    }
+
+    /// The line sent in the `exec` request. The environment goes as `env`
+    /// requests where the server accepts them (OpenSSH's `AcceptEnv`);
+    /// once a server refuses one, this and later commands carry it as an
+    /// `env` prefix instead. Another user or group means a `sudo` wrapper,
+    /// and the environment then has to be inside it, since sudo resets it.
+    async fn command_line(
+        &self,
+        command: &Command,
+        writer: &WriteHalf,
+        reader: &mut ReadHalf,
+        early: &mut Vec<ChannelMsg>,
+    ) -> Result<String> {
+        let switch = self.switch_prefix(command);
+        if command.env.is_empty() || switch.is_some() || self.setenv_refused.load(Ordering::Relaxed) {
+            let line = command.wrapped_shell_line();
+            return Ok(match switch {
+                Some(prefix) => format!("{prefix} sh -c {}", quote(&line)),
+                None => line,
+            });
+        }
+        for (name, value) in &command.env {
+            writer.set_env(true, name.as_str(), value.as_str()).await.map_err(|e| ssh("exec", e))?;
+        }
+        let mut refused = false;
+        for _ in 0..command.env.len() {
+            loop {
+                match reader.wait().await {
+                    Some(ChannelMsg::Success) => break,
+                    Some(ChannelMsg::Failure) => {
+                        refused = true;
+                        break;
+                    }
+                    Some(other) => early.push(other),
+                    None => {
+                        return Err(Error::new(ErrorKind::ConnectionLost, "exec")
+                            .with_context(format!("{}: channel closed while setting the environment", self.target)));
+                    }
+                }
+            }
+        }
+        if refused {
+            tracing::debug!(target = %self.target, "server refused env requests; using an env prefix from now on");
+            self.setenv_refused.store(true, Ordering::Relaxed);
+            return Ok(command.wrapped_shell_line());
+        }
+        let mut bare = command.clone();
+        bare.env.clear();
+        Ok(bare.wrapped_shell_line())
+    }
+
+    /// `sudo -n -u USER -g GROUP --` when the command asks for a user or
+    /// group other than the login's own.
+    fn switch_prefix(&self, command: &Command) -> Option<String> {
+        let user = command.user.as_deref().filter(|user| *user != self.login);
+        if user.is_none() && command.group.is_none() {
+            return None;
+        }
+        // `-n`: a sudo that wants a password fails at once instead of waiting
+        // for an answer nobody will type.
+        let mut prefix = String::from("exec sudo -n");
+        if let Some(user) = user {
+            prefix.push_str(&format!(" -u {}", quote(user)));
+        }
+        if let Some(group) = &command.group {
+            prefix.push_str(&format!(" -g {}", quote(group)));
+        }
+        prefix.push_str(" --");
+        Some(prefix)
     }
 }
 
@@ -166,7 +292,7 @@ async fn pump_output(
     early: Vec<ChannelMsg>,
     mut reader: russh::ChannelReadHalf,
     mut stdout: DuplexStream,
-    mut stderr: DuplexStream,
+    mut stderr: Option<DuplexStream>,
     permit: OwnedSemaphorePermit,
     done: oneshot::Sender<Ending>,
     target: String,
@@ -187,7 +313,9 @@ async fn pump_output(
                 }
             }
             Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                if stderr_open && stderr.write_all(&data).await.is_err() {
+                if let Some(pipe) = stderr.as_mut().filter(|_| stderr_open)
+                    && pipe.write_all(&data).await.is_err()
+                {
                     stderr_open = false;
                 }
             }
@@ -200,7 +328,9 @@ async fn pump_output(
             Some(ChannelMsg::Eof) => {
                 // End of output: readers see EOF now, not at channel close.
                 let _ = stdout.shutdown().await;
-                let _ = stderr.shutdown().await;
+                if let Some(pipe) = stderr.as_mut() {
+                    let _ = pipe.shutdown().await;
+                }
             }
             Some(ChannelMsg::Close) => break Ok(status.take().unwrap_or(ExitStatus::Unknown)),
             Some(_) => {}
@@ -215,7 +345,9 @@ async fn pump_output(
         }
     };
     let _ = stdout.shutdown().await;
-    let _ = stderr.shutdown().await;
+    if let Some(pipe) = stderr.as_mut() {
+        let _ = pipe.shutdown().await;
+    }
     drop(permit);
     let _ = done.send(ending);
 }
@@ -247,6 +379,8 @@ struct SshProcess {
     done: Option<oneshot::Receiver<Ending>>,
     status: Option<ExitStatus>,
     target: String,
+    /// Whether the channel has a terminal (and so a window size).
+    terminal: bool,
 }
 
 impl std::fmt::Debug for SshProcess {
@@ -290,6 +424,13 @@ impl ProcessControl for SshProcess {
             }
         }
         Ok(())
+    }
+
+    async fn resize(&mut self, cols: u16, rows: u16) -> Result<()> {
+        if !self.terminal {
+            return Err(Error::new(ErrorKind::Unsupported, "resize").with_context("the command has no terminal"));
+        }
+        self.writer.window_change(cols.into(), rows.into(), 0, 0).await.map_err(|e| ssh("resize", e))
     }
 }
 

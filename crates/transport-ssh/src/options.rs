@@ -103,6 +103,11 @@ pub struct SshOptions {
     /// Private key files tried for `publickey`; empty means the existing ones
     /// of `~/.ssh/id_ed25519`, `~/.ssh/id_ecdsa`, `~/.ssh/id_rsa` (default empty).
     pub client_keys: Vec<String>,
+    /// Offer the keys of the ssh-agent for `publickey`, after `client_keys`
+    /// (default true).
+    pub use_agent: bool,
+    /// The agent's socket; empty means `SSH_AUTH_SOCK` (default empty).
+    pub agent_socket: String,
     /// Authentication methods, tried in this order (default
     /// `["publickey", "password", "keyboard-interactive"]`).
     pub preferred_auth: Vec<String>,
@@ -140,6 +145,8 @@ impl Default for SshOptions {
             keepalive_interval: 15.0,
             keepalive_count_max: 3,
             client_keys: Vec::new(),
+            use_agent: true,
+            agent_socket: String::new(),
             preferred_auth: AUTH_METHODS.iter().map(|m| (*m).to_string()).collect(),
             max_sessions: 10,
             encryption_algs: Vec::new(),
@@ -203,6 +210,18 @@ impl SshOptions {
                 ),
             )),
         }
+    }
+
+    /// The ssh-agent socket to ask, if any.
+    pub(crate) fn agent_socket(&self) -> Option<std::path::PathBuf> {
+        if !self.use_agent {
+            return None;
+        }
+        let socket = match self.agent_socket.as_str() {
+            "" => std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty())?.into(),
+            path => crate::known_hosts::expand_home(path),
+        };
+        Some(socket)
     }
 
     /// True when a forward is configured (they are parsed, not applied yet).
