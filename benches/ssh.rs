@@ -41,6 +41,11 @@ const CIPHER: &str = "aes128-gcm@openssh.com";
 const KEX: &str = "curve25519-sha256";
 
 fn main() -> BenchResult<()> {
+    // `RUST_LOG=tether_transport_ssh=debug` shows retries and timings while profiling.
+    #[cfg(feature = "cli")]
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    }
     let mode = Mode::from_env();
     let dir = tempfile::Builder::new().prefix("tether-bench-ssh-").tempdir()?;
     println!("# ssh transport benchmark ({mode:?} mode)\n");

@@ -1,22 +1,29 @@
-//! Tether's `ssh` transport: commands over one SSH connection per host
-//! ([russh](https://docs.rs/russh) underneath, never in the public API).
+//! Tether's `ssh`, `sftp` and `scp` schemes: one SSH connection per host
+//! ([russh](https://docs.rs/russh) underneath, never in the public API)
+//! carrying commands, files and tunnels.
 //!
-//! - **Connect**: TCP with `TCP_NODELAY`, the SSH handshake, the host key
-//!   checked against OpenSSH `known_hosts` files (plain, `[host]:port`, comma
-//!   lists, wildcards, hashed entries) under `host_key_policy`
-//!   (`strict`, `accept-new`, `off`), then `publickey`, `password` and
+//! - **Connect**: TCP with `TCP_NODELAY` (and quick ACKs while setting up),
+//!   the SSH handshake, the host key checked against OpenSSH `known_hosts`
+//!   files (plain, `[host]:port`, comma lists, wildcards, hashed entries,
+//!   `@revoked`) under `host_key_policy` (`strict`, `accept-new`, `off`),
+//!   then `publickey` (key files, then ssh-agent keys), `password` and
 //!   `keyboard-interactive` in `preferred_auth` order. Every phase is bounded
-//!   by `connect_timeout`.
-//! - **Exec**: one session channel per command, at most `max_sessions` at
-//!   once; streaming stdin/stdout/stderr; exit code or signal.
+//!   by `connect_timeout`; keepalives notice a peer that stopped answering.
+//! - **Exec** ([`SshSession`] is the [`Transport`](tether_core::Transport)):
+//!   one session channel per command, at most `max_sessions` at once (a
+//!   refused open is retried, since sshd frees slots late); streaming
+//!   stdin/stdout/stderr; exit code or signal; environment as `env`
+//!   requests with an `env` prefix where the server refuses them; cwd and
+//!   umask in a quoted wrapper; another user or group through `sudo -n`;
+//!   terminals and the interactive shell with window-size changes.
+//! - **Files**: `sftp` (the SFTP subsystem, many requests in flight) and
+//!   `scp` (the scp protocol against the host's `scp -t`/`scp -f`), both with
+//!   atomic puts; opened on the same connection when first used.
+//! - **Tunnel**: `direct-tcpip` streams, plus the `local_forwards`,
+//!   `remote_forwards` and `socks_forwards` of `ssh_options`, started right
+//!   after connect.
 //!
-//! Not yet implemented, and failing with
-//! [`ErrorKind::Unsupported`](tether_core::ErrorKind) rather than doing
-//! something else: running as another user or group, terminals (`pty`,
-//! `shell`), port forwards (`*_forwards` options are parsed, and a host that
-//! sets them refuses to connect), SFTP, SCP and the tunnel.
-//!
-//! The crate registers the `ssh` scheme; a program references it
+//! The crate registers the three schemes; a program references it
 //! (`use tether_transport_ssh as _;`) so the registration is linked.
 
 #![deny(missing_docs)]
@@ -38,8 +45,8 @@ use tether_core::{Capabilities, OptionsSpec, Plugin};
 pub const PLUGIN: Plugin = Plugin {
     scheme: "ssh",
     connection_key: "ssh",
-    description: "OpenSSH-compatible SSH: commands multiplexed on one connection per host",
-    capabilities: Capabilities { exec: true, shell: false, user_switch: false, files: false, tunnel: false },
+    description: "OpenSSH-compatible SSH: commands, terminals and tunnels multiplexed on one connection per host",
+    capabilities: Capabilities { exec: true, shell: true, user_switch: true, files: false, tunnel: true },
     options: Some(OptionsSpec::of::<SshOptions>(options::TABLE)),
     connect: connect::connect,
 };
