@@ -25,9 +25,16 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use crate::connect::SshSession;
 use crate::error::{ssh, timed};
 
-/// Bytes buffered per pipe between the channel and the caller: enough for a
-/// few SSH packets of slack, small enough that a stalled reader stops the flow.
+/// Bytes of stdin buffered between the caller and the channel.
 const PIPE_BUFFER: usize = 256 << 10;
+
+/// Bytes of stdout (and of stderr) buffered between the channel and the
+/// caller; the buffer only grows this far when the caller falls behind.
+/// russh widens a channel's window as data arrives, not as it is read, so
+/// the only backpressure is to stop taking the channel's messages, which
+/// holds up every channel of the connection. This buffer is how much a
+/// caller can leave unread before that happens.
+const OUTPUT_BUFFER: usize = 8 << 20;
 
 /// First pause before retrying a channel open the server refused. sshd frees
 /// a session slot when it garbage-collects closed channels, at the end of
@@ -155,11 +162,11 @@ impl SshSession {
         }
 
         let (stdin_user, stdin_pump) = tokio::io::duplex(PIPE_BUFFER);
-        let (stdout_pump, stdout_user) = tokio::io::duplex(PIPE_BUFFER);
+        let (stdout_pump, stdout_user) = tokio::io::duplex(OUTPUT_BUFFER);
         // A terminal merges stderr into its output.
         let (stderr_pump, stderr_user) = match pty {
             None => {
-                let (pump, user) = tokio::io::duplex(PIPE_BUFFER);
+                let (pump, user) = tokio::io::duplex(OUTPUT_BUFFER);
                 (Some(pump), Some(Box::pin(user) as BoxReader))
             }
             Some(_) => (None, None),

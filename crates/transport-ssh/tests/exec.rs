@@ -230,3 +230,38 @@ async fn frozen_server_fails_pending_commands_within_the_keepalive_window() {
     assert_eq!(err.kind(), ErrorKind::ConnectionLost, "{err}");
     sshd.kill().unwrap();
 }
+
+/// A caller that leaves one command's output unread for a while must not
+/// stall the others on the same connection: up to the 8 MiB output buffer
+/// per pipe, the unread bytes wait in memory while other channels go on.
+/// (Beyond it the connection waits for the reader: russh widens windows on
+/// arrival, so there is no per-channel backpressure to use instead.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_output_does_not_stall_other_commands() {
+    let sshd = common::start(Sshd::builder()).await;
+    let (transport, _dir) = transport_for(&sshd).await;
+    let mut flood = transport.spawn(&Command::shell("head -c 6000000 /dev/zero")).await.unwrap();
+    // Nobody reads `flood`'s stdout: give the server time to fill every buffer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        let out = tokio::time::timeout(Duration::from_secs(10), transport.exec(&Command::argv(["echo", "alive"])))
+            .await
+            .unwrap_or_else(|_| panic!("exec {i} stalled behind an unread channel"))
+            .unwrap();
+        assert_eq!(out.stdout, b"alive\n");
+    }
+    // The flood's bytes are all still there, in order, when read at last.
+    let mut stdout = flood.stdout.take().unwrap();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = stdout.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(buf[..n].iter().all(|b| *b == 0));
+        total += n as u64;
+    }
+    assert_eq!(total, 6_000_000);
+    assert_eq!(flood.wait().await.unwrap(), ExitStatus::Code(0));
+}
