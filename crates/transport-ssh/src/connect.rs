@@ -439,7 +439,16 @@ fn client_config(options: &SshOptions) -> Result<client::Config> {
             names(&options.encryption_algs, "encryption_algs", |n| russh::cipher::Name::try_from(n).ok())?.into();
     }
     if !options.kex_algs.is_empty() {
-        preferred.kex = names(&options.kex_algs, "kex_algs", |n| russh::kex::Name::try_from(n).ok())?.into();
+        let mut kex = names(&options.kex_algs, "kex_algs", |n| russh::kex::Name::try_from(n).ok())?;
+        // The extension markers ride in the kex list: without them a custom
+        // list would silently turn off strict KEX (the Terrapin fix) and
+        // ext-info (server-sig-algs, so RSA keys get SHA-2 signatures).
+        for marker in [russh::kex::EXTENSION_SUPPORT_AS_CLIENT, russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT] {
+            if !kex.contains(&marker) {
+                kex.push(marker);
+            }
+        }
+        preferred.kex = kex.into();
     }
     if !options.server_host_key_algs.is_empty() {
         preferred.key =
@@ -662,4 +671,22 @@ fn key_paths(options: &SshOptions) -> Vec<PathBuf> {
         return options.client_keys.iter().map(|k| known_hosts::expand_home(k)).collect();
     }
     DEFAULT_KEYS.iter().map(|k| known_hosts::expand_home(k)).filter(|p| p.is_file()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_kex_stays_on_with_a_custom_kex_list() {
+        let defaults = client_config(&SshOptions::default()).unwrap();
+        assert!(defaults.preferred.kex.contains(&russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT));
+        let options = SshOptions { kex_algs: vec!["curve25519-sha256".into()], ..Default::default() };
+        let custom = client_config(&options).unwrap();
+        assert_eq!(custom.preferred.kex[0], russh::kex::Name::try_from("curve25519-sha256").unwrap());
+        assert!(custom.preferred.kex.contains(&russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT));
+        assert!(custom.preferred.kex.contains(&russh::kex::EXTENSION_SUPPORT_AS_CLIENT));
+        let err = client_config(&SshOptions { kex_algs: vec!["nope".into()], ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("kex_algs"), "{err}");
+    }
 }
