@@ -173,9 +173,11 @@ impl SshSession {
         };
         tokio::spawn(feed_stdin(stdin_pump, writer.clone()));
         let (done_tx, done_rx) = oneshot::channel();
-        tokio::spawn(pump_output(early, reader, stdout_pump, stderr_pump, permit, done_tx, self.target.clone()));
+        let pump =
+            tokio::spawn(pump_output(early, reader, stdout_pump, stderr_pump, permit, done_tx, self.target.clone()));
         let control = SshProcess {
             writer,
+            pump,
             done: Some(done_rx),
             status: None,
             target: self.target.clone(),
@@ -391,6 +393,8 @@ fn signal_text(signal: &russh::Sig) -> String {
 /// Waiting for and stopping one remote command.
 struct SshProcess {
     writer: Arc<WriteHalf>,
+    /// The task routing the channel's output; it holds the session slot.
+    pump: tokio::task::JoinHandle<()>,
     done: Option<oneshot::Receiver<Ending>>,
     status: Option<ExitStatus>,
     target: String,
@@ -424,20 +428,12 @@ impl ProcessControl for SshProcess {
     }
 
     async fn kill(&mut self) -> Result<()> {
-        if self.status.is_some() || self.done.is_none() {
+        if self.status.is_some() {
             return Ok(());
         }
-        // The signal reaches the command where sshd supports it; closing the
-        // channel frees the session slot either way.
-        let _ = self.writer.signal(russh::Sig::KILL).await;
-        let _ = self.writer.close().await;
-        // The close is confirmed by the server; a dead server must not hang kill.
-        if let Some(done) = self.done.take() {
-            match tokio::time::timeout(Duration::from_secs(5), done).await {
-                Ok(Ok(Ok(status))) => self.status = Some(status),
-                _ => self.status = Some(ExitStatus::Signal("KILL".into())),
-            }
-        }
+        let Some(done) = self.done.take() else { return Ok(()) };
+        let status = stop_channel(self.writer.clone(), self.pump.abort_handle(), done).await;
+        self.status = Some(status);
         Ok(())
     }
 
@@ -455,11 +451,33 @@ impl Drop for SshProcess {
             return;
         }
         // A dropped process releases its channel (and with it the session slot).
+        let Some(done) = self.done.take() else { return };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let writer = self.writer.clone();
-            runtime.spawn(async move {
-                let _ = writer.close().await;
-            });
+            runtime.spawn(stop_channel(self.writer.clone(), self.pump.abort_handle(), done));
+        } else {
+            self.pump.abort();
+        }
+    }
+}
+
+/// How long a stopped command gets to end its channel itself.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Stops a command: the KILL signal (where sshd honours it) and EOF on its
+/// stdin, then the server's close. The client does not close first, since
+/// russh 0.65 ignores the server's answer to a close the client sent, so the
+/// channel would never report its end; only when the server stays silent is
+/// the channel closed from here and its pump (which holds the session slot)
+/// dropped.
+async fn stop_channel(writer: Arc<WriteHalf>, pump: tokio::task::AbortHandle, done: oneshot::Receiver<Ending>) -> ExitStatus {
+    let _ = writer.signal(russh::Sig::KILL).await;
+    let _ = writer.eof().await;
+    match tokio::time::timeout(KILL_GRACE, done).await {
+        Ok(Ok(Ok(status))) => status,
+        _ => {
+            let _ = writer.close().await;
+            pump.abort();
+            ExitStatus::Signal("KILL".into())
         }
     }
 }

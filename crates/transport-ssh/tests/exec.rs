@@ -265,3 +265,29 @@ async fn unread_output_does_not_stall_other_commands() {
     assert_eq!(total, 6_000_000);
     assert_eq!(flood.wait().await.unwrap(), ExitStatus::Code(0));
 }
+
+/// Killed and dropped commands give their session slot back: with two
+/// slots, six stopped `sleep`s later a command still runs at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_dropped_commands_free_their_slots() {
+    let sshd = common::start(Sshd::builder()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, format!("{}\n", sshd.known_hosts_line())).unwrap();
+    let mut host = common::host_for(&sshd, &known_hosts);
+    host.options.set("ssh_options", "max_sessions", 2, OptionSource::Api).unwrap();
+    host.options.set("ssh_options", "connect_timeout", 5.0, OptionSource::Api).unwrap();
+    let transport = common::connect(host).await.unwrap().transport().unwrap();
+    for round in 0..3 {
+        let mut killed = transport.spawn(&Command::shell("sleep 30")).await.unwrap();
+        let started = Instant::now();
+        killed.kill().await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "kill took {:?}", started.elapsed());
+        drop(transport.spawn(&Command::shell("sleep 30")).await.unwrap());
+        let out = tokio::time::timeout(Duration::from_secs(10), transport.exec(&Command::argv(["echo", "free"])))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: no free slot"))
+            .unwrap();
+        assert_eq!(out.stdout, b"free\n");
+    }
+}
