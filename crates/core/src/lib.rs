@@ -25,6 +25,7 @@ mod transport;
 mod tunnel;
 
 pub mod memory;
+pub mod shell_files;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -1,5 +1,5 @@
 //! The plugin's connect function: open the inner command transport through
-//! the registry, then put [`ShellFs`] on top of it.
+//! the registry, then put [`ShellFiles`] on top of it.
 
 use std::sync::Arc;
 
@@ -9,14 +9,14 @@ use tether_core::{
 };
 
 use crate::options::{OPTIONS_TABLE, ShellFsOptions};
-use crate::transfer::ShellFs;
+use tether_core::shell_files::ShellFiles;
 
 /// A `shellfs` connection: the inner transport's connection plus the files
 /// moved over it.
 #[derive(Debug)]
 struct ShellFsConnection {
     inner: Arc<dyn Connection>,
-    files: Arc<ShellFs>,
+    files: Arc<ShellFiles>,
 }
 
 #[async_trait]
@@ -47,7 +47,7 @@ pub(crate) fn connect(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<
             return Err(Error::new(ErrorKind::InvalidConfig, "connect")
                 .with_context(format!("{OPTIONS_TABLE}.inner: scheme `{}` gave no command transport", options.inner)));
         };
-        let files = Arc::new(ShellFs::new(transport));
+        let files = Arc::new(ShellFiles::new(transport));
         Ok(Arc::new(ShellFsConnection { inner, files }) as Arc<dyn Connection>)
     })
 }

@@ -7,13 +7,17 @@
 //! scheme with `inventory`, and proves itself with the core conformance
 //! suite in its tests. Nothing in Tether knows about it.
 //!
-//! What it does: [`ShellFs`] is a [`FileTransfer`](tether_core::FileTransfer)
-//! built from `cat`, `stat`, `mv` and friends run through another scheme's
-//! [`Transport`](tether_core::Transport), which is how files reach a host
-//! that offers only a command channel (a serial console, a restricted
-//! shell). Uploads stream into `cat > temporary`, are size-checked, get
-//! their mode, owner and mtime, and are renamed into place, so a failed put
-//! never leaves a half-written destination.
+//! What it does: it offers [`ShellFs`] (core's
+//! [`ShellFiles`](tether_core::shell_files::ShellFiles)), a
+//! [`FileTransfer`](tether_core::FileTransfer) built from `cat`, `stat`,
+//! `mv` and friends run through another scheme's
+//! [`Transport`](tether_core::Transport), as a scheme of its own. That is how
+//! files reach a host that offers only a command channel (a serial console,
+//! a restricted shell). Uploads stream into `cat > temporary`, are
+//! size-checked, get their mode, owner and mtime, and are renamed into
+//! place, so a failed put never leaves a half-written destination. The
+//! scripts live in core because other transports (SCP) reuse them for
+//! everything but the bytes.
 //!
 //! Use it by naming it as a host's `transfer`, and pick the command
 //! transport it rides on with `shellfs_options.inner` (default `local`):
@@ -29,16 +33,14 @@
 #![deny(missing_docs)]
 
 mod connect;
-mod error;
 mod options;
-mod parse;
-mod transfer;
 
 // The default inner scheme: referenced so the linker keeps its registry entry.
 use tether_transport_local as _;
 
 pub use options::{OPTIONS_TABLE, ShellFsOptions};
-pub use transfer::ShellFs;
+/// The file transfer this plugin hands out: core's shell-command one.
+pub use tether_core::shell_files::ShellFiles as ShellFs;
 
 use tether_core::{Capabilities, OptionsSpec, Plugin};
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use tether_core::{DirEntry, FileKind, Metadata};
+use crate::files::{DirEntry, FileKind, Metadata};
 
 /// `stat -c` format of one record: kind, size, mode, uid, gid, mtime.
 ///
@@ -124,7 +124,7 @@ pub(crate) fn kind_of_letter(letter: &str) -> FileKind {
 }
 
 /// The reply of the list script: [`LIST_FORMAT`] records. Sorted by name, as
-/// [`tether_core::FileTransfer::list`] promises.
+/// [`FileTransfer::list`](crate::FileTransfer::list) promises.
 pub(crate) fn parse_listing(stdout: &[u8]) -> Result<Vec<DirEntry>, String> {
     let Some(body) = stdout.strip_suffix(b"\0") else {
         return if stdout.is_empty() { Ok(Vec::new()) } else { Err("the listing does not end with NUL".into()) };

@@ -1,15 +1,25 @@
-//! [`ShellFs`]: a [`FileTransfer`] made of shell commands.
+//! Files moved with shell commands: [`ShellFiles`], a [`FileTransfer`] made
+//! of POSIX `sh` scripts run through any [`Transport`].
 //!
-//! Every operation is one short POSIX `sh` script, except the data itself,
-//! which streams through the stdin or stdout of a spawned `cat`. The scripts
-//! test the conditions callers match on with `[ … ]` and report them with
-//! fixed exit codes (see [`crate::error`]), so error kinds do not depend on
-//! the wording of the host's tools. Scripts are single lines, so a transport
-//! that can only type a line into a console runs them as well.
+//! Every operation is one short script, except the data itself, which
+//! streams through the stdin or stdout of a spawned `cat`. The scripts test
+//! the conditions callers match on with `[ … ]` and report them with fixed
+//! exit codes, so error kinds do not depend on the wording of the host's
+//! tools. Scripts are single lines, so a transport that can only type a line
+//! into a console runs them as well.
+//!
+//! Transports that move the bytes some other way (SCP, a dispatcher) but
+//! have a shell on the host reuse the rest: [`ShellFiles::stage_put`] checks
+//! the destination and reserves a temporary sibling, the transport fills it,
+//! and [`StagedPut::commit`] checks the size, applies owner, mode and mtime
+//! and renames it into place.
 //!
 //! The host needs `sh`, `cat`, `mv`, `rm`, `rmdir`, `mkdir`, `chmod`,
 //! GNU `find` (`-printf`, `-ignore_readdir_race`) and the GNU coreutils
 //! flavours of `stat -c`, `touch -d @SECONDS` and `sha512sum`.
+
+mod diagnose;
+mod parse;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,15 +28,18 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-use tether_core::{
-    BoxReader, Command, DirEntry, Error, ErrorKind, FileKind, FileTransfer, Metadata, Output, Process, PutOptions,
-    Result, StatOptions, Transport, check_expected_size, quote, temporary_sibling,
+use crate::command::{Command, Output, quote};
+use crate::error::{Error, ErrorKind, Result};
+use crate::files::{
+    DirEntry, FileKind, FileTransfer, Metadata, PutOptions, StatOptions, check_expected_size, read_full,
+    temporary_sibling,
 };
+use crate::process::{BoxReader, Process};
+use crate::transport::Transport;
 
-use crate::error::{
-    EXIT_EXISTS, EXIT_IS_DIR, EXIT_NOT_DIR, EXIT_NOT_FOUND, EXIT_SIZE, failed, from_script, output_of, protocol,
-};
-use crate::parse::{LIST_FORMAT, STAT_FORMAT, parse_listing, parse_mode, parse_stat_reply};
+pub use diagnose::failed;
+use diagnose::{EXIT_EXISTS, EXIT_IS_DIR, EXIT_NOT_DIR, EXIT_NOT_FOUND, EXIT_SIZE, from_script, output_of, protocol};
+use parse::{LIST_FORMAT, STAT_FORMAT, parse_listing, parse_mode, parse_stat_reply};
 
 /// Bytes moved per write to (or read from) `cat`: large, so a transport
 /// with per-message overhead (an SSH channel, a console) sends few messages.
@@ -38,26 +51,26 @@ const STDERR_KEPT: usize = 64 * 1024;
 /// How long to wait for a killed process to go away before giving up on it.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
-/// A [`FileTransfer`] that moves files with shell commands run through
-/// another [`Transport`].
+/// A [`FileTransfer`] that moves files with shell commands run through a
+/// [`Transport`].
 ///
 /// ```no_run
 /// # async fn demo(transport: std::sync::Arc<dyn tether_core::Transport>) -> tether_core::Result<()> {
 /// use tether_core::{FileTransfer, PutOptions};
-/// use tether_example_shellfs::ShellFs;
-/// let files = ShellFs::new(transport);
+/// use tether_core::shell_files::ShellFiles;
+/// let files = ShellFiles::new(transport);
 /// files.put(&mut &b"hello\n"[..], "/tmp/greeting", &PutOptions::default()).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-pub struct ShellFs {
+pub struct ShellFiles {
     inner: Arc<dyn Transport>,
 }
 
-impl ShellFs {
+impl ShellFiles {
     /// Moves files through the commands `inner` runs.
     pub fn new(inner: Arc<dyn Transport>) -> Self {
-        ShellFs { inner }
+        ShellFiles { inner }
     }
 
     /// The command transport underneath.
@@ -67,7 +80,48 @@ impl ShellFs {
 
     /// Runs `script` with `check`, turning a failure into the kind it stands for.
     async fn run(&self, operation: &str, subject: &str, script: &str) -> Result<Output> {
-        self.inner.exec(&command(script)).await.map_err(|e| from_script(operation, subject, e))
+        run(&self.inner, operation, subject, script).await
+    }
+
+    /// The first half of an atomic put whose bytes some other channel
+    /// carries: checks that `remote` can be written (its directory exists, it
+    /// is not a directory, owner and group are valid names) before any data
+    /// moves, learns the mode an existing destination keeps, and picks the
+    /// temporary sibling the data goes to.
+    ///
+    /// The caller writes [`StagedPut::temporary`] (creating it with a
+    /// private mode), then calls [`StagedPut::commit`] with the byte count,
+    /// or [`StagedPut::abort`]. A `StagedPut` dropped without either removes
+    /// the temporary file in the background.
+    pub async fn stage_put(&self, remote: &str, options: &PutOptions) -> Result<StagedPut> {
+        let path = checked("put", remote)?;
+        if path.ends_with('/') {
+            return Err(Error::new(ErrorKind::InvalidInput, "put").with_context(format!("{path}: not a file name")));
+        }
+        let owner = options.owner.as_deref().map(|o| account("owner", o)).transpose()?;
+        let group = options.group.as_deref().map(|g| account("group", g)).transpose()?;
+
+        let prepare = format!(
+            "d={}; p={}; [ -e \"$d\" ] || exit {EXIT_NOT_FOUND}; [ -d \"$d\" ] || exit {EXIT_NOT_DIR}; \
+             if [ -d \"$p\" ]; then exit {EXIT_IS_DIR}; fi; if [ -e \"$p\" ]; then stat -L -c %a \"$p\" || exit; fi",
+            word(parent_of(path)),
+            word(path),
+        );
+        let reply = self.run("put", path, &prepare).await?;
+        let existing = match std::str::from_utf8(&reply.stdout).map(str::trim) {
+            Ok("") => None,
+            Ok(text) => Some(parse_mode(text).map_err(|e| protocol("put", &prepare, e))?),
+            Err(_) => return Err(protocol("put", &prepare, "the reply is not UTF-8")),
+        };
+        Ok(StagedPut {
+            path: path.to_string(),
+            mode: options.mode.map(|m| m & 0o7777).or(existing).unwrap_or(0o644),
+            owner: owner.map(str::to_string),
+            group: group.map(str::to_string),
+            mtime: options.mtime,
+            expected_size: options.expected_size,
+            temp: Temporary::new(self.inner.clone(), temporary_sibling(path)),
+        })
     }
 
     /// Creates the temporary file and streams `source` into it; returns the
@@ -87,7 +141,7 @@ impl ShellFs {
         let mut buffer = vec![0u8; CHUNK];
         let mut sent = 0u64;
         let pipe_error = loop {
-            let n = match tether_core::read_full(source, &mut buffer).await {
+            let n = match read_full(source, &mut buffer).await {
                 Ok(n) => n,
                 Err(e) => {
                     // The data is incomplete: `cat` must not see a clean end of input.
@@ -117,13 +171,20 @@ impl ShellFs {
     }
 }
 
-/// A checked command in the C locale, so messages match [`crate::error`]'s table.
+/// Runs `script` through `inner` with `check`, turning a failure into the
+/// kind it stands for.
+async fn run(inner: &Arc<dyn Transport>, operation: &str, subject: &str, script: &str) -> Result<Output> {
+    inner.exec(&command(script)).await.map_err(|e| from_script(operation, subject, e))
+}
+
+/// A checked command in the C locale, so messages match [`diagnose`]'s table.
 fn command(script: &str) -> Command {
     Command::shell(script).env("LC_ALL", "C").check(true)
 }
 
-/// `path` as one `sh` word that no command can mistake for an option.
-fn word(path: &str) -> String {
+/// `path` as one `sh` word that no command can mistake for an option: quoted
+/// where needed, and a relative path starting with `-` gets a `./` prefix.
+pub fn word(path: &str) -> String {
     if path.starts_with('-') { quote(&format!("./{path}")).into_owned() } else { quote(path).into_owned() }
 }
 
@@ -133,8 +194,8 @@ fn find_start(path: &str) -> String {
     if path.starts_with('/') || path.starts_with("./") { path.to_string() } else { format!("./{path}") }
 }
 
-/// Rejects paths no command line can carry.
-fn checked<'a>(operation: &str, path: &'a str) -> Result<&'a str> {
+/// Rejects paths no command line can carry (empty, or holding NUL).
+pub fn checked<'a>(operation: &str, path: &'a str) -> Result<&'a str> {
     if path.is_empty() || path.contains('\0') {
         return Err(Error::new(ErrorKind::InvalidInput, operation).with_context(format!("invalid path {path:?}")));
     }
@@ -218,7 +279,7 @@ impl Drop for Drain {
     }
 }
 
-/// The temporary sibling of a `put`, removed unless the put succeeded.
+/// The temporary sibling of a put, removed unless the put succeeded.
 struct Temporary {
     inner: Arc<dyn Transport>,
     path: Option<String>,
@@ -263,52 +324,67 @@ impl Drop for Temporary {
 async fn remove_quietly(inner: &Arc<dyn Transport>, path: &str) {
     // The put's own error is the one to report; a failed clean-up is logged.
     if let Err(err) = inner.exec(&command(&format!("rm -f {}", word(path)))).await {
-        tracing::warn!(path, %err, "shellfs: could not remove a temporary file");
+        tracing::warn!(path, %err, "could not remove the temporary file of a put");
     }
 }
 
-#[async_trait]
-impl FileTransfer for ShellFs {
-    async fn put(
-        &self,
-        source: &mut (dyn AsyncRead + Send + Unpin),
-        remote: &str,
-        options: &PutOptions,
-    ) -> Result<u64> {
-        let path = checked("put", remote)?;
-        if path.ends_with('/') {
-            return Err(Error::new(ErrorKind::InvalidInput, "put").with_context(format!("{path}: not a file name")));
-        }
-        let owner = options.owner.as_deref().map(|o| account("owner", o)).transpose()?;
-        let group = options.group.as_deref().map(|g| account("group", g)).transpose()?;
+/// An atomic put between [`ShellFiles::stage_put`] and its commit: the
+/// destination is known to be writable and a temporary sibling is reserved
+/// for the data.
+pub struct StagedPut {
+    path: String,
+    mode: u32,
+    owner: Option<String>,
+    group: Option<String>,
+    mtime: Option<SystemTime>,
+    expected_size: Option<u64>,
+    temp: Temporary,
+}
 
-        // Fail before sending any data when the put cannot succeed, and learn
-        // the mode an existing destination keeps.
-        let prepare = format!(
-            "d={}; p={}; [ -e \"$d\" ] || exit {EXIT_NOT_FOUND}; [ -d \"$d\" ] || exit {EXIT_NOT_DIR}; \
-             if [ -d \"$p\" ]; then exit {EXIT_IS_DIR}; fi; if [ -e \"$p\" ]; then stat -L -c %a \"$p\" || exit; fi",
-            word(parent_of(path)),
-            word(path),
-        );
-        let reply = self.run("put", path, &prepare).await?;
-        let existing = match std::str::from_utf8(&reply.stdout).map(str::trim) {
-            Ok("") => None,
-            Ok(text) => Some(parse_mode(text).map_err(|e| protocol("put", &prepare, e))?),
-            Err(_) => return Err(protocol("put", &prepare, "the reply is not UTF-8")),
-        };
-        let mode = options.mode.map(|m| m & 0o7777).or(existing).unwrap_or(0o644);
+impl std::fmt::Debug for StagedPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedPut")
+            .field("path", &self.path)
+            .field("temporary", &self.temp.path())
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish_non_exhaustive()
+    }
+}
 
-        let temp = Temporary::new(self.inner.clone(), temporary_sibling(path));
+impl StagedPut {
+    /// The destination.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Where the data goes first: a hidden, unique sibling of the
+    /// destination, which does not exist yet.
+    pub fn temporary(&self) -> &str {
+        self.temp.path()
+    }
+
+    /// The permission bits the file ends up with: the caller's, else the
+    /// existing destination's, else `0o644`.
+    pub fn mode(&self) -> u32 {
+        self.mode
+    }
+
+    /// Finishes the put once `sent` bytes went into the temporary file:
+    /// checks the count against the caller's expected size and the size on
+    /// the host, sets owner and group, then mode (`chown` clears set-id bits
+    /// that `chmod` then sets), then mtime, and renames the file over the
+    /// destination. On failure the temporary file is removed and the
+    /// destination is as it was. Returns `sent`.
+    pub async fn commit(self, sent: u64) -> Result<u64> {
+        let path = self.path.clone();
         let result = async {
-            let sent = self.upload(source, temp.path(), path).await?;
-            check_expected_size("put", path, options.expected_size, sent)?;
-            // Ownership first: `chown` clears set-id bits that `chmod` then sets.
+            check_expected_size("put", &path, self.expected_size, sent)?;
             let mut steps = vec![
-                format!("t={}; p={}", word(temp.path()), word(path)),
+                format!("t={}; p={}", word(self.temp.path()), word(&path)),
                 "s=$(stat -c %s \"$t\") || exit".to_string(),
                 format!("if [ \"$s\" != {sent} ]; then printf %s \"$s\"; exit {EXIT_SIZE}; fi"),
             ];
-            match (owner, group) {
+            match (self.owner.as_deref(), self.group.as_deref()) {
                 (Some(owner), Some(group)) => {
                     steps.push(format!("chown {} \"$t\" || exit", quote(&format!("{owner}:{group}"))))
                 }
@@ -316,24 +392,48 @@ impl FileTransfer for ShellFs {
                 (None, Some(group)) => steps.push(format!("chgrp {} \"$t\" || exit", quote(group))),
                 (None, None) => {}
             }
-            steps.push(format!("chmod {mode:o} \"$t\" || exit"));
-            if let Some(mtime) = options.mtime {
+            steps.push(format!("chmod {:o} \"$t\" || exit", self.mode));
+            if let Some(mtime) = self.mtime {
                 steps.push(format!("touch -c -d {} \"$t\" || exit", touch_stamp(mtime)));
             }
             // `mv` onto a directory would move the file into it.
             steps.push(format!("if [ -d \"$p\" ]; then exit {EXIT_IS_DIR}; fi"));
             steps.push("mv -f \"$t\" \"$p\"".to_string());
-            self.run("put", path, &steps.join("; ")).await?;
-            Ok(sent)
+            run(&self.temp.inner, "put", &path, &steps.join("; ")).await
         }
         .await;
         match result {
-            Ok(sent) => {
-                temp.renamed();
+            Ok(_) => {
+                self.temp.renamed();
                 Ok(sent)
             }
             Err(err) => {
-                temp.remove().await;
+                self.temp.remove().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Gives up: removes the temporary file (if it was created) before
+    /// returning, and leaves the destination as it was.
+    pub async fn abort(self) {
+        self.temp.remove().await;
+    }
+}
+
+#[async_trait]
+impl FileTransfer for ShellFiles {
+    async fn put(
+        &self,
+        source: &mut (dyn AsyncRead + Send + Unpin),
+        remote: &str,
+        options: &PutOptions,
+    ) -> Result<u64> {
+        let staged = self.stage_put(remote, options).await?;
+        match self.upload(source, staged.temporary(), staged.path()).await {
+            Ok(sent) => staged.commit(sent).await,
+            Err(err) => {
+                staged.abort().await;
                 Err(err)
             }
         }
@@ -466,8 +566,8 @@ impl FileTransfer for ShellFs {
         self.run("rename", &format!("{from} -> {to}"), &script).await.map(drop)
     }
 
-    /// Does nothing: the command transport belongs to the connection (or to
-    /// whoever built this value), which closes it.
+    /// Does nothing: the command transport belongs to whoever built this
+    /// value, which closes it.
     async fn close(&self) -> Result<()> {
         Ok(())
     }

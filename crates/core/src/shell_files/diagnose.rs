@@ -6,7 +6,8 @@
 //! from the (C-locale) message on stderr, and what is not recognised stays
 //! [`ErrorKind::CommandFailed`] with the command's output attached.
 
-use tether_core::{Error, ErrorKind, ExitStatus, Output};
+use crate::command::{ExitStatus, Output};
+use crate::error::{Error, ErrorKind};
 
 /// A script's "the path does not exist".
 pub(crate) const EXIT_NOT_FOUND: i32 = 90;
@@ -74,8 +75,11 @@ pub(crate) fn from_script(operation: &str, path: &str, err: Error) -> Error {
     }
 }
 
-/// The error for a script that ended with `output` (non-zero or by signal).
-pub(crate) fn failed(operation: &str, path: &str, output: Output) -> Error {
+/// The error for a command that ended with `output` (non-zero or by signal):
+/// its kind is read from the exit code of the [`ShellFiles`](super::ShellFiles)
+/// scripts or from the C-locale message on stderr (`No space left on
+/// device`, `Permission denied`, …), and the output is attached.
+pub fn failed(operation: &str, path: &str, output: Output) -> Error {
     let (kind, reason) = diagnose(&output);
     Error::new(kind, operation).with_context(format!("{path}: {reason}")).with_output(output)
 }
