@@ -2,6 +2,7 @@
 
 mod config;
 mod exec;
+mod forward;
 mod info;
 mod report;
 mod schema;
@@ -56,6 +57,8 @@ enum Commands {
     Get(transfer::GetArgs),
     /// Describe a path on HOST.
     Stat(transfer::StatArgs),
+    /// Forward local ports to destinations reached through HOST, until Ctrl-C.
+    Forward(forward::ForwardArgs),
     /// Show every effective option of a host, with where it came from.
     Config(config::ConfigArgs),
     /// List the hosts of the inventory.
@@ -130,6 +133,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         Commands::Put(args) => transfer::put(&context, args).await,
         Commands::Get(args) => transfer::get(&context, args).await,
         Commands::Stat(args) => transfer::stat(&context, args).await,
+        Commands::Forward(args) => forward::run(&context, args).await,
         Commands::Config(args) => config::run(&context, args),
         Commands::Hosts => info::hosts(&context),
         Commands::Schemes => info::schemes(&context),

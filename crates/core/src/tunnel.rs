@@ -11,6 +11,10 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 
+/// Copy buffers of a forwarded connection: tokio's default (8 KiB) would cut
+/// every SSH channel packet (up to 32 KiB) into four writes.
+const COPY_BUFFER: usize = 256 << 10;
+
 /// A byte stream to some `host:port` as seen from the tunnelling host.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
@@ -67,36 +71,52 @@ impl fmt::Debug for PortForward {
 /// libraries that need a real `TcpStream` (FTP data connections, …). The
 /// forward lasts as long as the returned handle.
 pub async fn forward_port(tunnel: Arc<dyn Tunnel>, host: &str, port: u16) -> Result<PortForward> {
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .map_err(|e| Error::io("forward_port", e).with_context("bind 127.0.0.1:0"))?;
-    let local_addr = listener.local_addr().map_err(|e| Error::io("forward_port", e))?;
-    let target = format!("{host}:{port}");
-    let (host, task_target) = (host.to_string(), target.clone());
-    let task = tokio::spawn(async move {
-        loop {
-            let mut inbound = match listener.accept().await {
-                Ok((inbound, _)) => inbound,
-                Err(err) => {
-                    // Out of descriptors or similar: back off instead of spinning.
-                    tracing::warn!(%err, "port forward accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let tunnel = tunnel.clone();
-            let host = host.clone();
-            let target = task_target.clone();
-            tokio::spawn(async move {
-                match tunnel.open_stream(&host, port).await {
-                    Ok(mut outbound) => {
-                        let _ = inbound.set_nodelay(true);
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+    PortForward::listen(tunnel, SocketAddr::from(([127, 0, 0, 1], 0)), host, port).await
+}
+
+impl PortForward {
+    /// Like [`forward_port`], on a chosen local address: port 0 picks a free
+    /// port ([`PortForward::port`] tells which). Binding an address that is
+    /// in use fails with the address named. Any tunnel works: this is how
+    /// `tether forward` serves every scheme.
+    pub async fn listen(tunnel: Arc<dyn Tunnel>, listen: SocketAddr, host: &str, port: u16) -> Result<PortForward> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| Error::io("forward_port", e).with_context(format!("bind {listen}")))?;
+        let local_addr = listener.local_addr().map_err(|e| Error::io("forward_port", e))?;
+        let target = format!("{host}:{port}");
+        let (host, task_target) = (host.to_string(), target.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let mut inbound = match listener.accept().await {
+                    Ok((inbound, _)) => inbound,
+                    Err(err) => {
+                        // Out of descriptors or similar: back off instead of spinning.
+                        tracing::warn!(%err, "port forward accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
                     }
-                    Err(err) => tracing::warn!(%target, %err, "port forward could not open its stream"),
-                }
-            });
-        }
-    });
-    Ok(PortForward { local_addr, target, task })
+                };
+                let tunnel = tunnel.clone();
+                let host = host.clone();
+                let target = task_target.clone();
+                tokio::spawn(async move {
+                    match tunnel.open_stream(&host, port).await {
+                        Ok(mut outbound) => {
+                            let _ = inbound.set_nodelay(true);
+                            let _ = tokio::io::copy_bidirectional_with_sizes(
+                                &mut inbound,
+                                &mut outbound,
+                                COPY_BUFFER,
+                                COPY_BUFFER,
+                            )
+                            .await;
+                        }
+                        Err(err) => tracing::warn!(%target, %err, "port forward could not open its stream"),
+                    }
+                });
+            }
+        });
+        Ok(PortForward { local_addr, target, task })
+    }
 }

@@ -71,6 +71,20 @@ impl client::Handler for ClientHandler {
         crate::tunnel::accept_forwarded(&self.remote_routes, channel, connected_address, connected_port, reply).await;
         Ok(())
     }
+
+    async fn channel_open_failure(
+        &mut self,
+        _channel: russh::ChannelId,
+        _reason: russh::ChannelOpenFailure,
+        description: &str,
+        _language: &str,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        // russh gives the opener only the reason code; the server's words
+        // ("Connection refused") go into the stream's error.
+        self.remote_routes.note_open_failure(description);
+        Ok(())
+    }
 }
 
 impl ClientHandler {
@@ -405,7 +419,10 @@ impl tokio::io::AsyncWrite for QuickAck {
         self.inner.is_write_vectored()
     }
 
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_flush(cx)
     }
 

@@ -38,6 +38,8 @@ mod tunnel;
 
 pub use connect::{SshConnection, SshSession, connect_host};
 pub use options::{HostKeyPolicy, LocalForward, RemoteForward, ScpOptions, SftpOptions, SocksForward, SshOptions};
+pub use transfer::scp::{ScpFiles, TreeSummary, UNSIZED_READ_AHEAD};
+pub use tunnel::{ActiveForward, ForwardKind};
 
 use tether_core::{Capabilities, OptionsSpec, Plugin};
 

@@ -224,7 +224,7 @@ impl SshOptions {
         Some(socket)
     }
 
-    /// True when a forward is configured (they are parsed, not applied yet).
+    /// True when a forward is configured.
     pub(crate) fn has_forwards(&self) -> bool {
         !(self.local_forwards.is_empty() && self.remote_forwards.is_empty() && self.socks_forwards.is_empty())
     }

@@ -139,9 +139,6 @@ impl ScpFiles {
     }
 }
 
-// Reached from outside once lib.rs re-exports `ScpFiles`; the crate's own
-// tests use them meanwhile.
-#[allow(dead_code)]
 impl ScpFiles {
     /// Downloads `remote` with `scp -f` into the existing local directory
     /// `local`: a file lands as `local/<name>`, a directory (with
