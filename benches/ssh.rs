@@ -180,8 +180,7 @@ impl Bench {
             if !out?.success() {
                 return Err("tether exec true failed".into());
             }
-            let (done, o) =
-                support::time(|| self.ssh(&["-o", &control_opt], "true", Stdio::null(), Stdio::null()));
+            let (done, o) = support::time(|| self.ssh(&["-o", &control_opt], "true", Stdio::null(), Stdio::null()));
             done?;
             if i >= warmup {
                 tether.push(t);
@@ -302,7 +301,8 @@ impl Bench {
         let rounds = self.rounds();
         println!("exec channel: {} MiB each way, {rounds} rounds", size / support::MIB);
         let remote_source = source.display().to_string();
-        let (mut up_t, mut up_o, mut down_t, mut down_o) = (Samples::new(), Samples::new(), Samples::new(), Samples::new());
+        let (mut up_t, mut up_o, mut down_t, mut down_o) =
+            (Samples::new(), Samples::new(), Samples::new(), Samples::new());
         let mut peak = 0;
         for _ in 0..rounds {
             support::reset_peak_rss();
@@ -337,7 +337,13 @@ impl Bench {
         ] {
             throughput_row(table, &format!("{label} {mib} MiB"), t, o, tool, size);
         }
-        table.row(&format!("peak RSS during exec channel {mib} MiB"), support::fmt_kib(peak), "(goal)", "≤ 64 MiB".into(), String::new());
+        table.row(
+            &format!("peak RSS during exec channel {mib} MiB"),
+            support::fmt_kib(peak),
+            "(goal)",
+            "≤ 64 MiB".into(),
+            String::new(),
+        );
         Ok(())
     }
 
@@ -353,7 +359,8 @@ impl Bench {
         let openssh_copy = self.dir.join(format!("openssh-{scheme}.bin"));
         let source_hash = support::sha256_file(&source)?;
         println!("{scheme}: {} MiB put and get, {rounds} rounds", size / support::MIB);
-        let (mut put_t, mut put_o, mut get_t, mut get_o) = (Samples::new(), Samples::new(), Samples::new(), Samples::new());
+        let (mut put_t, mut put_o, mut get_t, mut get_o) =
+            (Samples::new(), Samples::new(), Samples::new(), Samples::new());
         let (mut put_peak, mut get_peak) = (0, 0);
         let tool = match scheme {
             "sftp" => "sftp -b",

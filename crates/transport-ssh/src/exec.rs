@@ -469,7 +469,11 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 /// channel would never report its end; only when the server stays silent is
 /// the channel closed from here and its pump (which holds the session slot)
 /// dropped.
-async fn stop_channel(writer: Arc<WriteHalf>, pump: tokio::task::AbortHandle, done: oneshot::Receiver<Ending>) -> ExitStatus {
+async fn stop_channel(
+    writer: Arc<WriteHalf>,
+    pump: tokio::task::AbortHandle,
+    done: oneshot::Receiver<Ending>,
+) -> ExitStatus {
     let _ = writer.signal(russh::Sig::KILL).await;
     let _ = writer.eof().await;
     match tokio::time::timeout(KILL_GRACE, done).await {
