@@ -2,9 +2,11 @@
 //! `put_file` / `get_file` conveniences that work with local paths.
 
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -221,6 +223,64 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<'_, W> {
 /// Bytes moved per read when a local file is streamed.
 const LOCAL_BUFFER: usize = 1 << 20;
 
+/// Bytes `get_file` writes between two background syncs of the file's data:
+/// the disk works while the transfer goes on, and the final fsync only waits
+/// for the tail (on a 1 GiB download that wait alone was 0.4–0.6 s, a tenth
+/// of the transfer, which tools that do not fsync never pay).
+const WRITEBACK_EVERY: u64 = 64 << 20;
+
+/// A writer into a local file that starts the file's writeback every
+/// [`WRITEBACK_EVERY`] bytes, one `fdatasync` at a time on a blocking thread.
+/// A failed sync fails the next write or the flush: the kernel reports a
+/// writeback error to one sync only, so the final one may not see it.
+struct Writeback<W> {
+    inner: W,
+    /// The same open file, for the syncs; `None` when it could not be shared.
+    file: Option<Arc<std::fs::File>>,
+    since: u64,
+    syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl<W> Writeback<W> {
+    /// The background sync's outcome, once it is done.
+    fn poll_sync(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let Some(task) = self.syncing.as_mut() else { return Poll::Ready(Ok(())) };
+        let done = ready!(Pin::new(task).poll(cx));
+        self.syncing = None;
+        Poll::Ready(done.unwrap_or_else(|e| Err(std::io::Error::other(e))))
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Writeback<W> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.syncing.as_ref().is_some_and(|task| task.is_finished())
+            && let Poll::Ready(Err(err)) = self.poll_sync(cx)
+        {
+            return Poll::Ready(Err(err));
+        }
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.since += n as u64;
+            if self.since >= WRITEBACK_EVERY
+                && self.syncing.is_none()
+                && let Some(file) = self.file.clone()
+            {
+                self.since = 0;
+                self.syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+            }
+        }
+        poll
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        self.poll_sync(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Uploads the local file `local` to `remote`. With `preserve`, the local
 /// file's mode and modification time are applied unless `options` sets them.
 pub async fn put_file(
@@ -283,11 +343,16 @@ pub async fn get_file(
             .open(&temp)
             .await
             .map_err(|e| Error::io("get", e).with_context(shown.clone()))?;
+        let shared = match file.try_clone().await {
+            Ok(clone) => Some(Arc::new(clone.into_std().await)),
+            Err(_) => None,
+        };
         let writer = tokio::io::BufWriter::with_capacity(LOCAL_BUFFER, file);
+        let writer = Writeback { inner: writer, file: shared, since: 0, syncing: None };
         let mut counting = Counting { inner: writer, total: 0, progress };
         let got = files.get(remote, &mut counting).await?;
         counting.flush().await.map_err(|e| Error::io("get", e).with_context(shown.clone()))?;
-        let file = counting.inner.into_inner();
+        let file = counting.inner.inner.into_inner();
         file.sync_all().await.map_err(|e| Error::io("get", e).with_context(shown.clone()))?;
         let written = file.metadata().await.map_err(|e| Error::io("get", e).with_context(shown.clone()))?.len();
         check_expected_size("get", remote, Some(expected), got)?;

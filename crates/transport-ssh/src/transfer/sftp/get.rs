@@ -23,8 +23,8 @@ struct Chunk {
 
 /// Streams the open file `handle` into `sink` and returns the byte count.
 ///
-/// `size` is the file's size when it was opened: reads cover it plus one
-/// more request that must find end of file, and a file that shrinks or grows
+/// `size` is the file's size when it was opened: reads cover exactly that,
+/// plus one more request that must find end of file, and a file that shrinks or grows
 /// meanwhile is [`ErrorKind::Corrupted`]. A size of 0 may be a pseudo-file
 /// (`/proc`) whose size is unknown: then reads go on until end of file, the
 /// window opening up as data arrives.
@@ -52,8 +52,14 @@ pub(super) async fn download(
     let mut written = 0u64;
     loop {
         while queue.len() < window && (streaming || next <= size) {
-            queue.push_back(read(Chunk { offset: next, len: read_size })).await;
-            next += u64::from(read_size);
+            // The last piece asks for just what is left, so the request that
+            // must find end of file goes out with it, not after a short read.
+            let len = match size.checked_sub(next) {
+                Some(left) if !streaming && left > 0 => u32::try_from(left).unwrap_or(u32::MAX).min(read_size),
+                _ => read_size,
+            };
+            queue.push_back(read(Chunk { offset: next, len })).await;
+            next += u64::from(len);
         }
         let Some((chunk, reply)) = client.bounded(operation, path, queue.next()).await? else {
             // Not reached: the last request always reaches past the end, so

@@ -218,6 +218,16 @@ async fn short_reads_are_completed_in_order() {
 }
 
 #[tokio::test]
+async fn reads_cover_the_size_and_one_probe() {
+    // Three pieces (the last one 1808 bytes) and one read at 10,000 that
+    // finds end of file, all in the first window: one round trip.
+    let file = pattern(10_000);
+    let (client, served) = scripted(Script::file(file.clone()), small(4096, 8)).await;
+    assert_eq!(fetch(&client, 10_000).await.unwrap(), file);
+    assert_eq!(served.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
 async fn unknown_sizes_are_read_to_the_end() {
     let file = pattern(50_000);
     let (client, served) = scripted(Script::file(file.clone()), small(4096, 8)).await;

@@ -58,6 +58,34 @@ impl<'a, T> InFlight<'a, T> {
     }
 }
 
+/// Sends `first`, then `second`, without waiting in between, and waits for
+/// both: two round trips' worth of latency in one.
+pub(super) async fn both<A: Future, B: Future>(first: A, second: B) -> (A::Output, B::Output) {
+    let (mut first, mut second) = (std::pin::pin!(first), std::pin::pin!(second));
+    let (mut a, mut b) = (None, None);
+    std::future::poll_fn(|cx| {
+        // In this order on every poll, so the first poll sends `first` first.
+        if a.is_none()
+            && let Poll::Ready(out) = first.as_mut().poll(cx)
+        {
+            a = Some(out);
+        }
+        if b.is_none()
+            && let Poll::Ready(out) = second.as_mut().poll(cx)
+        {
+            b = Some(out);
+        }
+        match (a.take(), b.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (left, right) => {
+                (a, b) = (left, right);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
 /// Polls `request` once, which puts it on the wire.
 async fn send<T>(mut request: Request<'_, T>) -> Slot<'_, T> {
     let first = std::future::poll_fn(|cx| {
@@ -77,6 +105,31 @@ async fn send<T>(mut request: Request<'_, T>) -> Slot<'_, T> {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    #[tokio::test]
+    async fn both_sends_in_order_and_waits_for_both() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (first, second) = (sent.clone(), sent.clone());
+        let waiter = tokio::spawn(async move {
+            both(
+                async move {
+                    first.lock().unwrap().push("first");
+                    rx.await.unwrap();
+                    1
+                },
+                async move {
+                    second.lock().unwrap().push("second");
+                    2
+                },
+            )
+            .await
+        });
+        tokio::task::yield_now().await;
+        tx.send(()).unwrap();
+        assert_eq!(waiter.await.unwrap(), (1, 2));
+        assert_eq!(*sent.lock().unwrap(), ["first", "second"]);
+    }
 
     #[tokio::test]
     async fn requests_go_out_at_once_and_answer_in_order() {

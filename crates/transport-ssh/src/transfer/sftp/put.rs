@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::client::{Client, protocol_time};
-use super::pipeline::InFlight;
+use super::pipeline::{InFlight, both};
 
 const OP: &str = "put";
 
@@ -113,8 +113,22 @@ pub(super) async fn upload(
     let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE;
     let private = FileAttributes { permissions: Some(0o600), ..Default::default() };
     let slot = client.handle_slot(OP, remote).await?;
-    let handle = client.call(OP, remote, client.raw.open(temp.clone(), flags, private)).await?.handle;
-    let mut cleanup = Cleanup::new(client.clone(), OP, handle, Some(temp), slot);
+    // From the moment the open goes out the file may exist: a put abandoned
+    // before the answer still removes it.
+    let mut cleanup =
+        Cleanup { client: client.clone(), operation: OP, handle: None, temp: Some(temp.clone()), slot: Some(slot) };
+    match client.call(OP, remote, client.raw.open(temp, flags, private)).await {
+        Ok(opened) => cleanup.handle = Some(opened.handle),
+        Err(err) => {
+            // Refused: nothing was created (and a file of that name, however
+            // unlikely, is not ours). Unanswered: it may have been.
+            if err.kind() != ErrorKind::Timeout {
+                cleanup.temp = None;
+            }
+            cleanup.run().await;
+            return Err(err);
+        }
+    }
     let result = complete(&client, &mut cleanup, source, remote, options, owner, mtime).await;
     if result.is_err() {
         cleanup.run().await;
@@ -137,14 +151,20 @@ async fn complete(
     };
     let written = send(client, source, &handle, remote).await?;
     check_expected_size(OP, remote, options.expected_size, written)?;
-    let attrs = client.call(OP, remote, client.raw.fstat(handle.clone())).await?.attrs;
+    // The temporary file and the destination, asked together.
+    let (attrs, existing) = both(
+        client.call(OP, remote, client.raw.fstat(handle.clone())),
+        client.bounded(OP, remote, client.raw.stat(remote.to_string())),
+    )
+    .await;
+    let attrs = attrs?.attrs;
     if let Some(on_server) = attrs.size
         && on_server != written
     {
         return Err(Error::new(ErrorKind::Corrupted, OP)
             .with_context(format!("{remote}: sent {written} bytes but the temporary file holds {on_server}")));
     }
-    let existing = match client.bounded(OP, remote, client.raw.stat(remote.to_string())).await? {
+    let existing = match existing? {
         Ok(old) if old.attrs.is_regular() => Some(old.attrs),
         Ok(_) | Err(SftpError::Status(_)) => None,
         Err(err) => return Err(client.error(OP, remote, err)),
@@ -161,27 +181,36 @@ async fn complete(
     }
     // A chown clears the set-id bits, so it goes first, in a request of its
     // own (OpenSSH's server applies the mode before the owner otherwise).
-    if owner.uid.is_some() || owner.gid.is_some() {
+    let chown = (owner.uid.is_some() || owner.gid.is_some()).then(|| FileAttributes {
         // The half not asked for stays as it is; (uid_t)-1 means "unchanged"
         // to chown where the server did not say.
-        let change = FileAttributes {
-            uid: Some(owner.uid.or(attrs.uid).unwrap_or(u32::MAX)),
-            gid: Some(owner.gid.or(attrs.gid).unwrap_or(u32::MAX)),
-            ..Default::default()
-        };
-        client.call(OP, &format!("{remote}: chown"), client.raw.fsetstat(handle.clone(), change)).await?;
-    }
+        uid: Some(owner.uid.or(attrs.uid).unwrap_or(u32::MAX)),
+        gid: Some(owner.gid.or(attrs.gid).unwrap_or(u32::MAX)),
+        ..Default::default()
+    });
     let mode = options.mode.or(existing.as_ref().and_then(|old| old.permissions)).unwrap_or(0o644) & 0o7777;
-    let mut change = FileAttributes { permissions: Some(mode), ..Default::default() };
+    let mut chmod = FileAttributes { permissions: Some(mode), ..Default::default() };
     if let Some(mtime) = mtime {
         // v3 sets both times at once; the access time stays what it is.
-        change.atime = Some(attrs.atime.unwrap_or(mtime));
-        change.mtime = Some(mtime);
+        chmod.atime = Some(attrs.atime.unwrap_or(mtime));
+        chmod.mtime = Some(mtime);
     }
-    client.call(OP, remote, client.raw.fsetstat(handle.clone(), change)).await?;
-
+    // Owner, mode and close go out together: the server applies them in
+    // order, and if one fails the file is removed, never renamed.
+    let shown = format!("{remote}: chown");
+    let chown = async {
+        match chown {
+            Some(change) => client.call(OP, &shown, client.raw.fsetstat(handle.clone(), change)).await.map(drop),
+            None => Ok(()),
+        }
+    };
+    let chmod = client.call(OP, remote, client.raw.fsetstat(handle.clone(), chmod));
     cleanup.handle = None;
-    client.call(OP, remote, client.raw.close(handle)).await?;
+    let close = client.call(OP, remote, client.raw.close(handle.clone()));
+    let ((chown, chmod), close) = both(both(chown, chmod), close).await;
+    chown?;
+    chmod?;
+    close?;
     rename_over(client, OP, &temp, remote).await?;
     cleanup.temp = None;
     Ok(written)
