@@ -419,6 +419,18 @@ impl StagedPut {
     pub async fn abort(self) {
         self.temp.remove().await;
     }
+
+    /// Commits after a successful upload of `sent` bytes, aborts after a
+    /// failed one (returning its error).
+    pub async fn finish(self, upload: Result<u64>) -> Result<u64> {
+        match upload {
+            Ok(sent) => self.commit(sent).await,
+            Err(err) => {
+                self.abort().await;
+                Err(err)
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -430,13 +442,8 @@ impl FileTransfer for ShellFiles {
         options: &PutOptions,
     ) -> Result<u64> {
         let staged = self.stage_put(remote, options).await?;
-        match self.upload(source, staged.temporary(), staged.path()).await {
-            Ok(sent) => staged.commit(sent).await,
-            Err(err) => {
-                staged.abort().await;
-                Err(err)
-            }
-        }
+        let upload = self.upload(source, staged.temporary(), staged.path()).await;
+        staged.finish(upload).await
     }
 
     async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {

@@ -240,13 +240,7 @@ impl FileTransfer for ScpFiles {
             Some(data) => self.send(&mut &data[..], &staged, size, options).await,
             None => self.send(source, &staged, size, options).await,
         };
-        match sent {
-            Ok(sent) => staged.commit(sent).await,
-            Err(err) => {
-                staged.abort().await;
-                Err(err)
-            }
-        }
+        staged.finish(sent).await
     }
 
     async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
