@@ -34,20 +34,34 @@ impl Lab {
         &self.resolver
     }
 
-    /// The host with this id or URL, shared across calls.
+    /// The host with this id or URL, shared across calls. A host behind a
+    /// hop gets the shared host of that hop (and so on down the chain), so
+    /// every host behind one hop uses one connection to it.
     pub fn host(&self, target: &str) -> Result<Arc<Host>> {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(host) = hosts.get(target) {
+        if let Some(host) = self.lock_hosts().get(target) {
             return Ok(host.clone());
         }
-        let host = Arc::new(Host::new(self.config(target, &Overrides::default())?)?);
-        hosts.insert(target.to_string(), host.clone());
-        Ok(host)
+        // Built unlocked: attaching the hop asks this lab for it.
+        let host = Arc::new(self.with_hop(Host::new(self.config(target, &Overrides::default())?)?)?);
+        Ok(self.lock_hosts().entry(target.to_string()).or_insert(host).clone())
     }
 
-    /// A new, unshared host with per-call overrides applied.
+    /// A new, unshared host with per-call overrides applied (its hops are
+    /// the lab's shared ones).
     pub fn host_with(&self, target: &str, overrides: &Overrides) -> Result<Host> {
-        Host::new(self.config(target, overrides)?)
+        self.with_hop(Host::new(self.config(target, overrides)?)?)
+    }
+
+    fn with_hop(&self, host: Host) -> Result<Host> {
+        // The resolver refused missing hops and cycles, so this ends.
+        match host.config().hop.clone() {
+            Some(hop) => host.with_hop(self.host(&hop)?),
+            None => Ok(host),
+        }
+    }
+
+    fn lock_hosts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Host>>> {
+        self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The resolved configuration of a host.
@@ -55,12 +69,11 @@ impl Lab {
         self.resolver.resolve(target, overrides)
     }
 
-    /// Closes every host handed out.
+    /// Closes every host handed out, those furthest down a hop chain first
+    /// so that no connection loses its hop while still open.
     pub async fn close(&self) -> Result<()> {
-        let hosts: Vec<Arc<Host>> = {
-            let hosts = self.hosts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            hosts.values().cloned().collect()
-        };
+        let mut hosts: Vec<Arc<Host>> = self.lock_hosts().values().cloned().collect();
+        hosts.sort_by_key(|host| std::cmp::Reverse(host.chain().len()));
         for host in hosts {
             host.close().await?;
         }

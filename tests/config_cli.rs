@@ -29,7 +29,11 @@ impl Lab {
                 "creds": {"root": PASSWORD},
                 "local_options": {"shell": "/bin/bash"}
             },
-            "numeric": {"term": "local", "transfer": "local", "creds": {"1000": PASSWORD}}
+            "numeric": {"term": "local", "transfer": "local", "creds": {"1000": PASSWORD}},
+            "gw": {"ip": "198.18.1.2"},
+            "inner": {"ip": "198.18.2.2", "hop": "gw"},
+            "board": {"ip": "198.18.3.2", "hop": "inner"},
+            "lost": {"ip": "198.18.3.3", "hop": "nowhere"}
         });
         std::fs::write(&hosts, inventory.to_string()).unwrap();
         std::fs::write(
@@ -300,4 +304,35 @@ fn bad_option_syntax_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "clap usage errors exit 2");
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("`local_options.shell`: no `=` (expected TABLE.KEY=VALUE)"), "{text}");
+}
+
+#[test]
+fn a_host_behind_hops_shows_its_chain() {
+    let lab = Lab::new();
+    let out = lab.run(&["config", "board"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line =
+        |key: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("{key} "))).map(str::split_whitespace);
+    let hop: Vec<&str> = line("hop").expect("a hop row").collect();
+    assert_eq!(hop[..2], ["hop", "inner"], "{text}");
+    let chain: Vec<&str> = line("chain").expect("a chain row").collect();
+    assert_eq!(chain[..6], ["chain", "gw", "->", "inner", "->", "board"], "{text}");
+    assert_eq!(chain[6..].join(" "), lab.hosts_source());
+
+    let value = lab.json(&["--json", "config", "board"]);
+    assert_eq!(value["options"]["chain"]["value"], json!(["gw", "inner", "board"]));
+
+    // A host reached directly has neither row.
+    let (_, rows) = lab.rows(&["config", "gw"]);
+    assert!(rows.iter().all(|(key, ..)| key != "hop" && key != "chain"), "{rows:?}");
+
+    // A hop missing from the inventory is refused, naming the chain.
+    let out = lab.run(&["config", "lost"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`lost` names hop `nowhere`, which is not in the inventory (chain lost -> nowhere"),
+        "{stderr}"
+    );
 }

@@ -71,6 +71,12 @@ pub(crate) fn run(context: &Context, args: ConfigArgs) -> Result<u8, Error> {
     }
     if let Some(hop) = &config.hop {
         rows.push(row("hop", hop, &host_source));
+        // The whole way there, from this machine: the first hop is dialed
+        // directly, each next one through the previous.
+        let mut chain = context.lab.resolver().hop_chain(&config.id)?;
+        chain.push(config.id.clone());
+        let json_value = serde_json::Value::from(chain.clone());
+        rows.push(Row { json_value, ..row("chain", chain.join(" -> "), &host_source) });
     }
     let tables = used_tables(context, &config);
     for (table, key, value, source) in config.options.entries() {

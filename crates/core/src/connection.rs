@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::HostConfig;
+use crate::dial::Dialer;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::FileTransfer;
 use crate::registry::{ConnectRequest, Registry};
@@ -91,8 +92,9 @@ pub trait ConnectionFactory: Send + Sync + fmt::Debug {
     /// Schemes with the same key share one connection per host.
     fn connection_key(&self, scheme: &str) -> Result<String>;
 
-    /// Opens a connection to `host` for `scheme`.
-    async fn connect(&self, host: Arc<HostConfig>, scheme: &str) -> Result<Arc<dyn Connection>>;
+    /// Opens a connection to `host` for `scheme`, reaching its address
+    /// through `dialer`.
+    async fn connect(&self, host: Arc<HostConfig>, scheme: &str, dialer: Dialer) -> Result<Arc<dyn Connection>>;
 }
 
 /// The factory that asks the registry's plugins.
@@ -120,11 +122,11 @@ impl ConnectionFactory for RegistryFactory {
         Ok(self.registry.get(scheme)?.connection_key.to_string())
     }
 
-    async fn connect(&self, host: Arc<HostConfig>, scheme: &str) -> Result<Arc<dyn Connection>> {
+    async fn connect(&self, host: Arc<HostConfig>, scheme: &str, dialer: Dialer) -> Result<Arc<dyn Connection>> {
         let plugin = self.registry.get(scheme)?;
         if let Some(spec) = &plugin.options {
             spec.validate(&host.options)?;
         }
-        (plugin.connect)(ConnectRequest { host, scheme: plugin.scheme }).await
+        (plugin.connect)(ConnectRequest { host, scheme: plugin.scheme, dialer }).await
     }
 }

@@ -9,6 +9,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use crate::command::{Command, Output};
 use crate::config::HostConfig;
 use crate::connection::{Connection, ConnectionFactory, RegistryFactory};
+use crate::dial::Dialer;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::{FileTransfer, Metadata, Progress, PutOptions, StatOptions, get_file, put_file};
 use crate::process::Process;
@@ -25,11 +26,17 @@ type Slot = Arc<AsyncMutex<Option<Arc<dyn Connection>>>>;
 /// `term` picks the command transport, `transfer` the file transport;
 /// schemes that share a connection key (one SSH connection for exec, SFTP
 /// and SCP) share one connection.
+///
+/// A host whose configuration names a `hop` is reached through that hop's
+/// [`Host`] (attached with [`Host::with_hop`]): every connection is dialed
+/// through the hop's tunnel, and the hop may have a hop of its own. Hops are
+/// shared: closing this host leaves its hop open for the other hosts behind it.
 #[derive(Debug)]
 pub struct Host {
     config: Arc<HostConfig>,
     factory: Arc<dyn ConnectionFactory>,
     slots: Mutex<HashMap<String, Slot>>,
+    hop: Option<Arc<Host>>,
 }
 
 impl Host {
@@ -40,7 +47,63 @@ impl Host {
 
     /// A host whose connections come from `factory` (tests inject one here).
     pub fn with_factory(config: HostConfig, factory: Arc<dyn ConnectionFactory>) -> Self {
-        Host { config: Arc::new(config), factory, slots: Mutex::new(HashMap::new()) }
+        Host { config: Arc::new(config), factory, slots: Mutex::new(HashMap::new()), hop: None }
+    }
+
+    /// Attaches the host this one is reached through; it must be the one the
+    /// configuration names as `hop`.
+    pub fn with_hop(mut self, hop: Arc<Host>) -> Result<Self> {
+        match self.config.hop.as_deref() {
+            Some(id) if id == hop.id() => {
+                self.hop = Some(hop);
+                Ok(self)
+            }
+            named => {
+                Err(Error::new(ErrorKind::InvalidConfig, "attach hop").with_host(self.id()).with_context(match named {
+                    Some(id) => format!("the configuration names hop `{id}`, not `{}`", hop.id()),
+                    None => format!("the configuration names no hop, yet `{}` was attached", hop.id()),
+                }))
+            }
+        }
+    }
+
+    /// True when this host is reached through a hop.
+    pub fn has_tunnel(&self) -> bool {
+        self.config.hop.is_some()
+    }
+
+    /// The hop this host is reached through, once attached.
+    pub fn hop(&self) -> Option<&Arc<Host>> {
+        self.hop.as_ref()
+    }
+
+    /// The ids of the hops between this machine and the host, nearest first
+    /// (empty for a host reached directly).
+    pub fn chain(&self) -> Vec<String> {
+        let mut chain = Vec::new();
+        let mut next = self.hop.as_deref();
+        while let Some(hop) = next {
+            chain.push(hop.id().to_string());
+            next = hop.hop.as_deref();
+        }
+        chain.reverse();
+        chain
+    }
+
+    /// How this host's connections reach its address: directly, or through
+    /// the tunnel of its hop (connecting the hop, and its own hops, first).
+    pub async fn dialer(&self) -> Result<Dialer> {
+        match (&self.config.hop, &self.hop) {
+            (None, _) => Ok(Dialer::direct()),
+            // Boxed: the hop's own connect may dial through its hop in turn.
+            (Some(_), Some(hop)) => Ok(Dialer::through(hop.id(), Box::pin(hop.tunnel()).await?)),
+            // Dialing directly instead would silently bypass the jump host.
+            (Some(id), None) => {
+                Err(Error::new(ErrorKind::InvalidConfig, "connect").with_host(self.id()).with_context(format!(
+                    "the host is reached through hop `{id}`, but no hop host is attached (use Host::with_hop or a Lab)"
+                )))
+            }
+        }
     }
 
     /// The host's configuration.
@@ -70,7 +133,9 @@ impl Host {
             tracing::debug!(host = self.id(), scheme, "connection is dead, reconnecting");
             let _ = conn.close().await;
         }
-        let conn = self.factory.connect(self.config.clone(), scheme).await.map_err(|e| e.with_host(self.id()))?;
+        let dialer = self.dialer().await?;
+        let conn =
+            self.factory.connect(self.config.clone(), scheme, dialer).await.map_err(|e| e.with_host(self.id()))?;
         *guard = Some(conn.clone());
         Ok(conn)
     }
@@ -151,7 +216,8 @@ impl Host {
         slots.values().any(|slot| slot.try_lock().is_ok_and(|conn| conn.as_ref().is_some_and(|c| c.is_alive())))
     }
 
-    /// Closes every connection; the next use opens new ones.
+    /// Closes every connection; the next use opens new ones. The hop stays
+    /// open: other hosts may still use it.
     pub async fn close(&self) -> Result<()> {
         let slots: Vec<Slot> = {
             let slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -16,6 +16,7 @@
 mod command;
 mod config;
 mod connection;
+mod dial;
 mod error;
 mod files;
 mod host;
@@ -33,6 +34,7 @@ pub mod conformance;
 pub use command::{Command, CommandLine, ExitStatus, Output, Pty, quote, signal_name, signal_number};
 pub use config::{Credential, HostConfig, OptionSource, ResolvedOptions, did_you_mean, invalid_option, is_secret_key};
 pub use connection::{Connection, ConnectionFactory, ConnectionParts, RegistryFactory};
+pub use dial::{Dialed, Dialer, Endpoint};
 pub use error::{Error, ErrorKind, Result, kind_of_io};
 pub use files::{
     DirEntry, FileKind, FileTransfer, Metadata, Progress, PutOptions, StatOptions, check_expected_size, get_file,

@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::{HostConfig, ResolvedOptions};
 use crate::connection::Connection;
+use crate::dial::Dialer;
 use crate::error::{Error, ErrorKind, Result};
 
 /// A boxed, sendable future.
@@ -26,6 +27,16 @@ pub struct ConnectRequest {
     pub host: Arc<HostConfig>,
     /// The scheme being connected (one plugin may serve several).
     pub scheme: &'static str,
+    /// How to reach the host's address: open the connection's byte stream
+    /// with it (directly, or through the host's hop).
+    pub dialer: Dialer,
+}
+
+impl ConnectRequest {
+    /// A request for `scheme` on `host`, dialed directly.
+    pub fn direct(host: Arc<HostConfig>, scheme: &'static str) -> Self {
+        ConnectRequest { host, scheme, dialer: Dialer::direct() }
+    }
 }
 
 /// Opens a connection for a [`ConnectRequest`].

@@ -1,21 +1,24 @@
 //! `Host`: lazy connection, reuse, replacement of a dead connection, close,
 //! and an injected factory in place of the registry.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tether_core::memory::MemoryHost;
 use tether_core::{
-    Command, Connection, ConnectionFactory, ErrorKind, ExitStatus, Host, HostConfig, Output, Registry, RegistryFactory,
-    Result,
+    Command, Connection, ConnectionFactory, Dialer, ErrorKind, ExitStatus, Host, HostConfig, Output, Registry,
+    RegistryFactory, Result,
 };
 
-/// Hands out connections to one memory host and counts them.
+/// Hands out connections to one memory host, counts them and records how
+/// each was dialed.
 #[derive(Debug)]
 struct CountingFactory {
     host: MemoryHost,
     connects: AtomicUsize,
+    /// `(host id, hop dialed through)` of every connect, in order.
+    dialed: Mutex<Vec<(String, Option<String>)>>,
 }
 
 #[async_trait]
@@ -25,8 +28,9 @@ impl ConnectionFactory for CountingFactory {
         Ok(scheme.trim_end_matches("-files").to_string())
     }
 
-    async fn connect(&self, _host: Arc<HostConfig>, _scheme: &str) -> Result<Arc<dyn Connection>> {
+    async fn connect(&self, host: Arc<HostConfig>, _scheme: &str, dialer: Dialer) -> Result<Arc<dyn Connection>> {
         self.connects.fetch_add(1, Ordering::SeqCst);
+        self.dialed.lock().unwrap().push((host.id.clone(), dialer.hop().map(str::to_string)));
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         Ok(Arc::new(self.host.connect()))
     }
@@ -35,7 +39,7 @@ impl ConnectionFactory for CountingFactory {
 fn host() -> (Host, Arc<CountingFactory>) {
     let memory = MemoryHost::new();
     memory.respond("true", Output { stdout: vec![], stderr: vec![], status: ExitStatus::Code(0) });
-    let factory = Arc::new(CountingFactory { host: memory, connects: AtomicUsize::new(0) });
+    let factory = Arc::new(CountingFactory { host: memory, connects: AtomicUsize::new(0), dialed: Mutex::default() });
     (Host::with_factory(HostConfig::new("dut", "mem", "mem-files"), factory.clone()), factory)
 }
 
@@ -117,4 +121,77 @@ fn duplicate_scheme_is_refused() {
     // An explicitly built registry works like the global one.
     let factory = RegistryFactory::new(registry);
     assert_eq!(factory.connection_key("mem").unwrap(), "mem");
+}
+
+/// `name` behind `hop` (if any), on the shared counting factory.
+fn chained(factory: &Arc<CountingFactory>, name: &str, hop: Option<&Arc<Host>>) -> Arc<Host> {
+    let mut config = HostConfig::new(name, "mem", "mem-files");
+    config.hop = hop.map(|h| h.id().to_string());
+    let host = Host::with_factory(config, factory.clone());
+    Arc::new(match hop {
+        Some(hop) => host.with_hop(hop.clone()).unwrap(),
+        None => host,
+    })
+}
+
+#[tokio::test]
+async fn hops_connect_first_and_are_shared_and_outlive_their_users() {
+    let (_, factory) = host();
+    let hop1 = chained(&factory, "hop1", None);
+    let hop2 = chained(&factory, "hop2", Some(&hop1));
+    let board_a = chained(&factory, "board-a", Some(&hop2));
+    let board_b = chained(&factory, "board-b", Some(&hop2));
+    assert!(board_a.has_tunnel() && hop2.has_tunnel() && !hop1.has_tunnel());
+    assert_eq!(board_a.chain(), ["hop1", "hop2"]);
+    assert!(hop1.chain().is_empty());
+
+    board_a.exec(&Command::new("true")).await.unwrap();
+    board_b.exec(&Command::new("true")).await.unwrap();
+    let dialed = factory.dialed.lock().unwrap().clone();
+    let expected = [
+        ("hop1", None),
+        ("hop2", Some("hop1")),
+        ("board-a", Some("hop2")),
+        // board-b reuses the connections to both hops.
+        ("board-b", Some("hop2")),
+    ];
+    let dialed: Vec<(&str, Option<&str>)> = dialed.iter().map(|(h, via)| (h.as_str(), via.as_deref())).collect();
+    assert_eq!(dialed, expected);
+
+    // Closing one board leaves the hops to the other.
+    board_a.close().await.unwrap();
+    assert!(!board_a.is_connected());
+    assert!(hop1.is_connected() && hop2.is_connected() && board_b.is_connected());
+    board_b.exec(&Command::new("true")).await.unwrap();
+    assert_eq!(factory.connects.load(Ordering::SeqCst), 4, "nothing reconnected");
+}
+
+#[tokio::test]
+async fn a_hop_named_but_not_attached_never_dials_directly() {
+    let (_, factory) = host();
+    let mut config = HostConfig::new("board", "mem", "mem-files");
+    config.hop = Some("jump".into());
+    let host = Host::with_factory(config, factory.clone());
+    let err = host.exec(&Command::new("true")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert!(err.to_string().contains("reached through hop `jump`, but no hop host is attached"), "{err}");
+    assert_eq!(factory.connects.load(Ordering::SeqCst), 0);
+
+    // Attaching the wrong host is refused too.
+    let other = chained(&factory, "other", None);
+    let mut config = HostConfig::new("board", "mem", "mem-files");
+    config.hop = Some("jump".into());
+    let err = Host::with_factory(config, factory.clone()).with_hop(other).unwrap_err();
+    assert!(err.to_string().contains("names hop `jump`, not `other`"), "{err}");
+}
+
+#[tokio::test]
+async fn a_hop_that_fails_is_named_in_the_error() {
+    // A hop whose term runs no tunnel-capable scheme.
+    let hop = Arc::new(Host::new(HostConfig::new("jump", "telnet", "mem")).unwrap());
+    let mut config = HostConfig::new("board", "mem", "mem");
+    config.hop = Some("jump".into());
+    let board = Host::new(config).unwrap().with_hop(hop).unwrap();
+    let err = board.exec(&Command::new("true")).await.unwrap_err();
+    assert!(err.to_string().starts_with("lookup scheme on jump:"), "{err}");
 }

@@ -185,7 +185,42 @@ impl Resolver {
             }
         }
         self.validate(&config)?;
+        if config.hop.is_some() {
+            self.hop_chain(&config.id)?;
+        }
         Ok(config)
+    }
+
+    /// The hops between this machine and inventory host `target`, nearest
+    /// first: each host's `hop`, followed until a host has none (empty for a
+    /// host reached directly, `local` or a URL). A hop missing from the
+    /// inventory, or a chain that comes back on itself, is a configuration
+    /// error that names the chain.
+    pub fn hop_chain(&self, target: &str) -> Result<Vec<String>> {
+        let mut walked = vec![target.to_string()];
+        let mut next = self.inventory.get(target).and_then(|h| h.hop.clone());
+        while let Some(hop) = next {
+            let chain = |end: &str| format!("{} -> {end}", walked.join(" -> "));
+            let error = |why: String| {
+                Error::new(ErrorKind::InvalidConfig, "resolve hops").with_host(target.to_string()).with_context(why)
+            };
+            if walked.contains(&hop) {
+                return Err(error(format!("hop chain {} comes back to `{hop}`", chain(&hop))));
+            }
+            let Some(host) = self.inventory.get(&hop) else {
+                let last = walked.last().map(String::as_str).unwrap_or(target);
+                return Err(error(format!(
+                    "`{last}` names hop `{hop}`, which is not in the inventory (chain {}; known: {})",
+                    chain(&hop),
+                    self.host_ids().join(", ")
+                )));
+            };
+            walked.push(hop);
+            next = host.hop.clone();
+        }
+        walked.remove(0);
+        walked.reverse();
+        Ok(walked)
     }
 
     /// Every table is checked against its plugin's type, so a typo or a

@@ -102,3 +102,45 @@ fn missing_named_inventory_is_an_error() {
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.to_string().contains("/nonexistent/hosts.json"), "{err}");
 }
+
+#[test]
+fn hop_chains_resolve_nearest_first() {
+    let r = resolver(
+        r#"{"gw": {"ip": "10.0.0.1", "term": "mem", "transfer": "mem"}, "inner": {"ip": "10.1.0.1", "hop": "gw", "term": "mem", "transfer": "mem"}, "board": {"ip": "10.2.0.1", "hop": "inner", "term": "mem", "transfer": "mem"}}"#,
+    );
+    assert_eq!(r.hop_chain("board").unwrap(), ["gw", "inner"]);
+    assert_eq!(r.hop_chain("inner").unwrap(), ["gw"]);
+    assert!(r.hop_chain("gw").unwrap().is_empty());
+    assert!(r.hop_chain("local").unwrap().is_empty());
+    assert_eq!(r.resolve("board", &Overrides::default()).unwrap().hop.as_deref(), Some("inner"));
+}
+
+#[test]
+fn a_missing_hop_or_a_cycle_is_a_config_error_naming_the_chain() {
+    let r = resolver(
+        r#"{"inner": {"hop": "gw", "term": "mem", "transfer": "mem"}, "board": {"hop": "inner", "term": "mem", "transfer": "mem"}}"#,
+    );
+    let err = r.resolve("board", &Overrides::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert_eq!(
+        err.to_string(),
+        "resolve hops on board: invalid configuration: `inner` names hop `gw`, which is not in the inventory \
+         (chain board -> inner -> gw; known: board, inner, local)"
+    );
+
+    let r = resolver(
+        r#"{"a": {"hop": "b", "term": "mem", "transfer": "mem"}, "b": {"hop": "c", "term": "mem", "transfer": "mem"}, "c": {"hop": "a", "term": "mem", "transfer": "mem"}, "board": {"hop": "a", "term": "mem", "transfer": "mem"}}"#,
+    );
+    let err = r.resolve("board", &Overrides::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert_eq!(
+        err.to_string(),
+        "resolve hops on board: invalid configuration: hop chain board -> a -> b -> c -> a comes back to `a`"
+    );
+    let err = r.resolve("a", &Overrides::default()).unwrap_err();
+    assert!(err.to_string().ends_with("hop chain a -> b -> c -> a comes back to `a`"), "{err}");
+
+    let r = resolver(r#"{"selfish": {"hop": "selfish", "term": "mem", "transfer": "mem"}}"#);
+    let err = r.resolve("selfish", &Overrides::default()).unwrap_err();
+    assert!(err.to_string().ends_with("hop chain selfish -> selfish comes back to `selfish`"), "{err}");
+}

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use russh::client;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use tether_core::{
-    BoxFuture, ConnectRequest, Connection, Error, ErrorKind, FileTransfer, HostConfig, Result, Transport, Tunnel,
+    BoxFuture, BoxStream, ConnectRequest, Connection, Dialed, Dialer, Error, ErrorKind, FileTransfer, HostConfig,
+    Result, Transport, Tunnel,
 };
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -284,7 +285,8 @@ impl Connection for SshConnection {
 pub(crate) fn connect(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<dyn Connection>>> {
     Box::pin(async move {
         let host = request.host.clone();
-        let connection = connect_shared(host.clone()).await.map_err(|e| e.with_host(host.id.clone()))?;
+        let connection =
+            connect_shared(host.clone(), request.dialer).await.map_err(|e| e.with_host(host.id.clone()))?;
         Ok(Arc::new(connection) as Arc<dyn Connection>)
     })
 }
@@ -292,10 +294,16 @@ pub(crate) fn connect(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<
 /// Connects and authenticates to `host` with its `ssh_options`, then starts
 /// the forwards they name.
 pub async fn connect_host(host: &HostConfig) -> Result<SshConnection> {
-    connect_shared(Arc::new(host.clone())).await
+    connect_shared(Arc::new(host.clone()), Dialer::direct()).await
 }
 
-async fn connect_shared(host: Arc<HostConfig>) -> Result<SshConnection> {
+/// [`connect_host`], reaching the host's address through `dialer` (SSH over
+/// a hop's tunnel, for instance).
+pub async fn connect_host_via(host: &HostConfig, dialer: Dialer) -> Result<SshConnection> {
+    connect_shared(Arc::new(host.clone()), dialer).await
+}
+
+async fn connect_shared(host: Arc<HostConfig>, dialer: Dialer) -> Result<SshConnection> {
     let options: SshOptions = host.options.table(TABLE)?;
     options.validate()?;
     let address = host
@@ -310,17 +318,11 @@ async fn connect_shared(host: Arc<HostConfig>) -> Result<SshConnection> {
     let limit = options.connect_timeout()?;
     let target = format!("{login}@{address}:{port}");
 
-    let stream = timed("connect", &format!("TCP connect to {address}:{port}"), limit, async {
-        TcpStream::connect((address.as_str(), port))
-            .await
-            .map_err(|e| Error::io("connect", e).with_context(format!("{address}:{port}")))
-    })
-    .await?;
-    // Nagle's algorithm holds back the small packets of a channel open and an
-    // exec request: 44 ms per command instead of 2 ms.
-    stream.set_nodelay(true).map_err(|e| Error::io("connect", e).with_context("set TCP_NODELAY"))?;
-
-    let stream = QuickAck { inner: stream, reads_left: QUICKACK_READS };
+    let stream: BoxStream = match dialer.connect(&address, port, limit).await? {
+        Dialed::Tcp(stream) => Box::new(QuickAck { inner: stream, reads_left: QUICKACK_READS }),
+        // SSH over the hop's SSH channel: the hop's TCP socket is its own.
+        Dialed::Tunneled(stream) => stream,
+    };
     let config = Arc::new(client_config(&options)?);
     let refusal = Arc::new(Mutex::new(None));
     let remote_routes = Arc::new(RemoteRoutes::default());

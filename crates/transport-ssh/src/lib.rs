@@ -36,7 +36,7 @@ mod options;
 mod transfer;
 mod tunnel;
 
-pub use connect::{SshConnection, SshSession, connect_host};
+pub use connect::{SshConnection, SshSession, connect_host, connect_host_via};
 pub use options::{HostKeyPolicy, LocalForward, RemoteForward, ScpOptions, SftpOptions, SocksForward, SshOptions};
 pub use transfer::scp::{ScpFiles, TreeSummary, UNSIZED_READ_AHEAD};
 pub use tunnel::{ActiveForward, ForwardKind};

@@ -76,5 +76,5 @@ async fn connect_inner(host: &HostConfig, scheme: &str) -> Result<Arc<dyn Connec
     let mut config = host.clone();
     config.term = plugin.scheme.to_string();
     config.transfer = plugin.scheme.to_string();
-    (plugin.connect)(ConnectRequest { host: Arc::new(config), scheme: plugin.scheme }).await
+    (plugin.connect)(ConnectRequest::direct(Arc::new(config), plugin.scheme)).await
 }

@@ -22,7 +22,7 @@ async fn connect(config: HostConfig) -> tether_core::Result<Arc<dyn Connection>>
     if let Some(spec) = &plugin.options {
         spec.validate(&config.options)?;
     }
-    (plugin.connect)(ConnectRequest { host: Arc::new(config), scheme: plugin.scheme }).await
+    (plugin.connect)(ConnectRequest::direct(Arc::new(config), plugin.scheme)).await
 }
 
 async fn shellfs() -> Arc<dyn FileTransfer> {

@@ -29,7 +29,7 @@ pub fn with_password(mut host: HostConfig, password: &str) -> HostConfig {
 
 /// Connects through the registered plugin's connect function.
 pub async fn connect(host: HostConfig) -> Result<Arc<dyn Connection>> {
-    (tether_transport_ssh::PLUGIN.connect)(ConnectRequest { host: Arc::new(host), scheme: "ssh" }).await
+    (tether_transport_ssh::PLUGIN.connect)(ConnectRequest::direct(Arc::new(host), "ssh")).await
 }
 
 /// Starts sshd off the async workers (it blocks while sshd starts).
