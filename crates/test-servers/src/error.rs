@@ -35,6 +35,15 @@ pub enum HarnessError {
     /// The builder was given something the server cannot use.
     #[error("invalid test server setup: {0}")]
     Config(String),
+    /// The network namespaces of the hop tests (`scripts/netns`) are not
+    /// set up, or not completely; `detail` says what is missing.
+    #[error(
+        "network namespaces for the hop tests are missing: run `scripts/netns up` as root (scripts/test does this); {detail}"
+    )]
+    NetnsMissing {
+        /// The first thing found missing, e.g. `namespace tether-hop2 does not exist`.
+        detail: String,
+    },
     /// The server did not come up; `log` is everything it wrote to stderr.
     #[error("sshd did not start: {reason}\n--- sshd stderr ---\n{log}")]
     Start {

@@ -24,12 +24,19 @@
 //! [`SshdBuilder`] adds config lines, changes `MaxSessions`, authorizes more
 //! client keys or enables password authentication for a user.
 //!
+//! # Network namespaces
+//!
+//! For jump-host tests, [`netns`] describes a chain of network namespaces
+//! (built by `scripts/netns up`) in which each hop reaches only its
+//! neighbours, and [`SshdBuilder::netns`] starts an sshd inside one of them.
+//!
 //! The harness is Linux-only: it needs `/proc` to stop every process a server
 //! started, and mount namespaces for password authentication.
 
 #![deny(missing_docs)]
 
 mod error;
+pub mod netns;
 mod process;
 mod programs;
 mod sshd;

@@ -1,5 +1,6 @@
 //! A private OpenSSH server.
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::netns::{self, Namespace};
 use crate::{HarnessError, process, programs};
 
 /// How long the server gets to answer with its banner.
@@ -88,6 +90,7 @@ pub struct SshdBuilder {
     authorized_keys: Vec<String>,
     log_level: LogLevel,
     sshd_program: Option<PathBuf>,
+    netns: Option<Namespace>,
 }
 
 impl Default for SshdBuilder {
@@ -101,6 +104,7 @@ impl Default for SshdBuilder {
             authorized_keys: Vec::new(),
             log_level: LogLevel::default(),
             sshd_program: None,
+            netns: None,
         }
     }
 }
@@ -168,6 +172,22 @@ impl SshdBuilder {
         self
     }
 
+    /// Runs sshd inside the network namespace `ns` (`ip netns exec`),
+    /// listening on the namespace's address instead of `127.0.0.1`; see
+    /// [`netns`](crate::netns) for the topology. Only [`netns::HOP1`] is
+    /// reachable from the test process; reach the others from inside the
+    /// previous hop ([`netns::command_in`], [`netns::connect_from`]).
+    ///
+    /// The namespace must exist ([`netns::require`]); otherwise
+    /// [`start`](SshdBuilder::start) fails with
+    /// [`HarnessError::NetnsMissing`]. Combines with
+    /// [`password_auth`](SshdBuilder::password_auth): the private mount
+    /// namespace is made inside the network namespace.
+    pub fn netns(mut self, ns: &Namespace) -> Self {
+        self.netns = Some(*ns);
+        self
+    }
+
     /// Prepares the temporary directory and starts sshd; returns once the
     /// server answers with its SSH banner.
     ///
@@ -179,7 +199,8 @@ impl SshdBuilder {
     }
 }
 
-/// A running OpenSSH server on `127.0.0.1`, private to one test.
+/// A running OpenSSH server on `127.0.0.1` (or on a network namespace's
+/// address, see [`SshdBuilder::netns`]), private to one test.
 ///
 /// Everything it uses lives in [`dir`](Sshd::dir): the config, host key,
 /// client key, `authorized_keys`, a `known_hosts` file for it, and its log.
@@ -190,7 +211,9 @@ pub struct Sshd {
     // `None` once killed. `Drop::drop` kills it before the fields drop, so
     // the directory is only removed once no sshd process can use it.
     child: Option<Child>,
+    ip: Ipv4Addr,
     port: u16,
+    netns: Option<Namespace>,
     user: String,
     host_key_public: String,
     client_public_key: String,
@@ -212,9 +235,21 @@ impl Sshd {
         SshdBuilder::new()
     }
 
-    /// The address sshd listens on: `127.0.0.1:port`.
+    /// The address sshd listens on: `127.0.0.1:port`, or the namespace's
+    /// address (e.g. `198.18.2.2:port`).
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port))
+        SocketAddr::V4(SocketAddrV4::new(self.ip, self.port))
+    }
+
+    /// The network namespace sshd runs in, if not the test process's own.
+    pub fn netns(&self) -> Option<&Namespace> {
+        self.netns.as_ref()
+    }
+
+    /// `user@ip`, the destination argument for `ssh` after
+    /// [`ssh_args`](Sshd::ssh_args).
+    pub fn destination(&self) -> String {
+        format!("{}@{}", self.user, self.ip)
     }
 
     /// The port sshd listens on.
@@ -229,9 +264,10 @@ impl Sshd {
     }
 
     /// The `known_hosts` line for this server:
-    /// `[127.0.0.1]:PORT ssh-ed25519 AAAA…`.
+    /// `[127.0.0.1]:PORT ssh-ed25519 AAAA…` (in a namespace, its address:
+    /// `[198.18.2.2]:PORT …`).
     pub fn known_hosts_line(&self) -> String {
-        format!("[127.0.0.1]:{} {}", self.port, self.host_key_public)
+        format!("[{}]:{} {}", self.ip, self.port, self.host_key_public)
     }
 
     /// A file holding just [`known_hosts_line`](Sshd::known_hosts_line).
@@ -280,12 +316,16 @@ impl Sshd {
     /// The distribution's `ssh` client, set up for this server: no user or
     /// system config (`-F /dev/null`), strict host key checking against
     /// [`known_hosts_path`](Sshd::known_hosts_path), the generated key only,
-    /// batch mode, then `user@127.0.0.1` and `remote_command`.
+    /// batch mode, then [`destination`](Sshd::destination) and
+    /// `remote_command`.
     ///
     /// For other `ssh` options, start from [`ssh_args`](Sshd::ssh_args).
+    /// The client runs in the test process's namespace, so for a server in
+    /// a namespace past [`netns::HOP1`] use
+    /// `netns::command_in(previous_hop, "ssh").args(sshd.ssh_args())` instead.
     pub fn ssh_command(&self, remote_command: &str) -> Command {
         let mut command = Command::new("ssh");
-        command.args(self.ssh_args()).arg(format!("{}@127.0.0.1", self.user)).arg(remote_command);
+        command.args(self.ssh_args()).arg(self.destination()).arg(remote_command);
         command
     }
 
@@ -354,6 +394,17 @@ impl Sshd {
         let keygen = programs::find("ssh-keygen", "openssh-client")?;
         let sftp_server = programs::first_of(SFTP_SERVER_PATHS, "sftp-server", "openssh-sftp-server")?;
         validate(&builder)?;
+        let netns_exec = match &builder.netns {
+            Some(ns) => {
+                let ip_program = programs::find("ip", "iproute2")?;
+                // Without this, a missing namespace shows up as sshd's
+                // "Cannot bind any address" or ip's complaint in a Start error.
+                netns::check(&ip_program, ns)?;
+                Some((ip_program, *ns))
+            }
+            None => None,
+        };
+        let ip = builder.netns.map_or(Ipv4Addr::LOCALHOST, |ns| ns.addr());
         ensure_privsep_dir()?;
 
         let user = current_user()?;
@@ -383,7 +434,7 @@ impl Sshd {
         }
         write_file(&authorized_keys, &keys, 0o644)?;
 
-        let namespace = match &builder.password {
+        let mount_namespace = match &builder.password {
             Some((pw_user, password)) => Some(PasswordNamespace::prepare(dir.path(), pw_user, password)?),
             None => None,
         };
@@ -393,7 +444,7 @@ impl Sshd {
             pid_file: &dir.path().join("sshd.pid"),
             authorized_keys: &authorized_keys,
             sftp_server: &sftp_server,
-            password: namespace.is_some(),
+            password: mount_namespace.is_some(),
             disable_penalties: supports_per_source_penalties(&sshd_program),
         };
         let config_path = dir.path().join("sshd_config");
@@ -401,12 +452,23 @@ impl Sshd {
 
         let mut last_error = None;
         for _ in 0..BIND_ATTEMPTS {
+            // Bound in the test process's namespace: a port free there is
+            // almost always free in another namespace too, and the retry
+            // covers the rest.
             let port = free_port()?;
-            write_file(&config_path, &settings.render(&builder, port), 0o644)?;
-            let mut command = match &namespace {
-                Some(ns) => ns.command(&sshd_program),
-                None => Command::new(&sshd_program),
+            write_file(&config_path, &settings.render(&builder, ip, port), 0o644)?;
+            let mut argv = match &mount_namespace {
+                Some(mounts) => mounts.argv(&sshd_program),
+                None => vec![sshd_program.clone().into_os_string()],
             };
+            if let Some((ip_program, ns)) = &netns_exec {
+                // `ip netns exec` execs its program, so the child we hold is
+                // still the listener (or `unshare`, which execs it in turn).
+                let prefix = [ip_program.as_os_str(), "netns".as_ref(), "exec".as_ref(), ns.name().as_ref()];
+                argv.splice(0..0, prefix.into_iter().map(OsString::from));
+            }
+            let mut command = Command::new(&argv[0]);
+            command.args(&argv[1..]);
             // -D: stay in the foreground, so the child we hold is the listener;
             // -e: log to stderr (our log file) instead of syslog.
             command.arg("-D").arg("-e").arg("-f").arg(&config_path);
@@ -415,11 +477,13 @@ impl Sshd {
             let child =
                 command.spawn().map_err(|e| HarnessError::io(format!("starting {}", sshd_program.display()), e))?;
             let mut child = Some(child);
-            match wait_ready(&mut child, port, &log_path) {
+            match wait_ready(&mut child, ip, port, builder.netns.as_ref(), &log_path) {
                 Ok(()) => {
                     let sshd = Sshd {
                         child,
+                        ip,
                         port,
+                        netns: builder.netns,
                         user,
                         host_key_public,
                         client_public_key,
@@ -461,12 +525,18 @@ enum Ready {
     Failed(HarnessError),
 }
 
-/// Waits until sshd logs that it listens on `port` and answers a TCP
-/// connection there with an SSH banner.
-fn wait_ready(child: &mut Option<Child>, port: u16, log_path: &Path) -> Result<(), Ready> {
+/// Waits until sshd logs that it listens on `ip:port` and answers a TCP
+/// connection there (made from inside `netns`, if given) with an SSH banner.
+fn wait_ready(
+    child: &mut Option<Child>,
+    ip: Ipv4Addr,
+    port: u16,
+    netns: Option<&Namespace>,
+    log_path: &Path,
+) -> Result<(), Ready> {
     let deadline = Instant::now() + START_TIMEOUT;
-    let listening = format!("Server listening on 127.0.0.1 port {port}.");
-    let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+    let listening = format!("Server listening on {ip} port {port}.");
+    let addr = SocketAddr::V4(SocketAddrV4::new(ip, port));
     let failed = |reason: String| Ready::Failed(HarnessError::Start { reason, log: read_log(log_path) });
     loop {
         let exited = match child.as_mut().map(Child::try_wait) {
@@ -487,7 +557,13 @@ fn wait_ready(child: &mut Option<Child>, port: u16, log_path: &Path) -> Result<(
         // accepts connections.
         if read_log(log_path).contains(&listening) {
             let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-            return match read_banner(addr, remaining) {
+            // From inside the namespace, since only HOP1's address is
+            // reachable from here.
+            let stream = match netns {
+                Some(ns) => netns::connect_from(ns, addr, remaining),
+                None => TcpStream::connect_timeout(&addr, remaining),
+            };
+            return match stream.and_then(|stream| read_banner(stream, remaining)) {
                 Ok(banner) if banner.starts_with("SSH-2.0-") => Ok(()),
                 Ok(banner) => Err(failed(format!("unexpected banner {banner:?} from {addr}"))),
                 Err(e) => Err(failed(format!("no SSH banner from {addr}: {e}"))),
@@ -531,7 +607,7 @@ struct ConfigSettings<'a> {
 }
 
 impl ConfigSettings<'_> {
-    fn render(&self, builder: &SshdBuilder, port: u16) -> String {
+    fn render(&self, builder: &SshdBuilder, ip: Ipv4Addr, port: u16) -> String {
         let yes_no = |on: bool| if on { "yes" } else { "no" };
         let mut config = String::new();
         let mut line = |text: String| {
@@ -541,7 +617,7 @@ impl ConfigSettings<'_> {
         line("# Written by tether-test-servers for one test. sshd keeps the first value".into());
         line("# of most keywords, so these lines win over the extra ones at the end.".into());
         // sshd has no "Port 0"; the harness picked a free port just before.
-        line("ListenAddress 127.0.0.1".into());
+        line(format!("ListenAddress {ip}"));
         line(format!("Port {port}"));
         line(format!("HostKey {}", self.host_key.display()));
         line(format!("PidFile {}", self.pid_file.display()));
@@ -569,7 +645,7 @@ impl ConfigSettings<'_> {
         line(format!("AcceptEnv {ACCEPTED_ENV}"));
         line(format!("Subsystem sftp {}", self.sftp_server.display()));
         line(format!("LogLevel {}", builder.log_level.keyword()));
-        // No reverse lookups of 127.0.0.1 (they can stall without DNS).
+        // No reverse lookups of client addresses (they can stall without DNS).
         line("UseDNS no".into());
         line("PrintMotd no".into());
         line("PrintLastLog no".into());
@@ -638,19 +714,19 @@ impl PasswordNamespace {
     }
 
     /// `unshare` then `sh` then (by `exec`) sshd: all three are the same
-    /// process, so the pid we hold is the listener's.
-    fn command(&self, sshd: &Path) -> Command {
-        let mut command = Command::new(&self.unshare);
-        command
-            // Private propagation, so the bind mounts never reach the host.
-            .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-            .arg(r#"mount="$1"; "$mount" --bind "$2" /etc/shadow && "$mount" --bind "$3" /etc/pam.d/sshd && shift 3 && exec "$@""#)
-            .arg("sh")
-            .arg(&self.mount)
-            .arg(&self.shadow)
-            .arg(&self.pam)
-            .arg(sshd);
-        command
+    /// process, so the pid we hold is the listener's. A command line rather
+    /// than a `Command`, so `ip netns exec` can go in front.
+    fn argv(&self, sshd: &Path) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = vec![self.unshare.clone().into()];
+        // Private propagation, so the bind mounts never reach the host.
+        argv.extend(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"].map(OsString::from));
+        argv.push(
+            r#"mount="$1"; "$mount" --bind "$2" /etc/shadow && "$mount" --bind "$3" /etc/pam.d/sshd && shift 3 && exec "$@""#
+                .into(),
+        );
+        argv.push("sh".into());
+        argv.extend([self.mount.as_path(), &self.shadow, &self.pam, sshd].map(OsString::from));
+        argv
     }
 }
 
@@ -772,8 +848,7 @@ fn free_port() -> Result<u16, HarnessError> {
     Ok(port)
 }
 
-fn read_banner(addr: SocketAddr, timeout: Duration) -> io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+fn read_banner(mut stream: TcpStream, timeout: Duration) -> io::Result<String> {
     stream.set_read_timeout(Some(timeout))?;
     let mut banner = Vec::new();
     let mut byte = [0u8; 1];
