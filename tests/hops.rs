@@ -1,0 +1,450 @@
+//! Jump hosts, proved with network namespaces (see
+//! `tether_test_servers::netns`): the test process reaches only `hop1`;
+//! `hop2` answers only to `hop1` and `target` only to `hop2`. Each runs its
+//! own OpenSSH sshd, and every host here comes from a `hosts.json` with
+//! `hop` entries, through [`Lab`], as a user's would.
+//!
+//! The conformance suites of `ssh`, `sftp` and `scp` run against `hop2`
+//! through one hop and against `target` through two; then what they do not
+//! cover: the direct route really is closed, hops are shared, a wrong hop
+//! key is refused, a hop dying mid-transfer fails cleanly, and the `tether`
+//! binary needs no extra flag.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tether::options::{Inventory, Overrides, Resolver, Settings};
+use tether::{Command, ErrorKind, Host, Lab, PutOptions, Registry, Transport};
+use tether_core::conformance::{FilesFixture, random_bytes};
+use tether_test_servers::Sshd;
+use tether_test_servers::netns::{self, HOP1, HOP2, Namespace, TARGET};
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// Longest a transfer may take to fail once a hop is gone.
+const FAILS_WITHIN: Duration = Duration::from_secs(30);
+
+/// The inventory id of the host in `ns` (`tether-hop1` is `hop1`).
+fn id_of(ns: &Namespace) -> &'static str {
+    ns.name().trim_start_matches("tether-")
+}
+
+/// sshds in `namespaces` (nearest first) and a lab whose inventory puts
+/// each one behind the previous. Dropping it stops every server.
+struct Chain {
+    lab: Lab,
+    sshds: Vec<Sshd>,
+    dir: tempfile::TempDir,
+}
+
+impl Chain {
+    async fn start(namespaces: &[Namespace]) -> Chain {
+        netns::require().expect("the hop tests need their network namespaces");
+        let mut sshds = Vec::new();
+        for ns in namespaces {
+            let ns = *ns;
+            let sshd = tokio::task::spawn_blocking(move || Sshd::builder().netns(&ns).start())
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("start sshd in {}: {e}", ns.name()));
+            sshds.push(sshd);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut inventory = serde_json::Map::new();
+        for (index, (ns, sshd)) in namespaces.iter().zip(&sshds).enumerate() {
+            let id = id_of(ns);
+            // Each host's key is checked under its own name, in its own file.
+            let known_hosts = dir.path().join(format!("known_hosts.{id}"));
+            std::fs::write(&known_hosts, format!("{}\n", sshd.known_hosts_line())).unwrap();
+            let mut entry = json!({
+                "ip": ns.addr().to_string(),
+                "creds": {sshd.user(): "unused"},
+                "term": "ssh",
+                "transfer": "sftp",
+                "ssh_options": {
+                    "port": sshd.port(),
+                    "preferred_auth": ["publickey"],
+                    "client_keys": [sshd.client_key_path()],
+                    "known_hosts": [known_hosts],
+                    "connect_timeout": 10.0,
+                }
+            });
+            if index > 0 {
+                entry["hop"] = json!(id_of(&namespaces[index - 1]));
+            }
+            inventory.insert(id.to_string(), entry);
+        }
+        let hosts_file = dir.path().join("hosts.json");
+        std::fs::write(&hosts_file, serde_json::Value::Object(inventory).to_string()).unwrap();
+        let inventory = Inventory::load(&[hosts_file]).unwrap();
+        let resolver = Resolver::new(Registry::global().unwrap(), inventory, Settings::default()).unwrap();
+        Chain { lab: Lab::new(resolver), sshds, dir }
+    }
+
+    fn hosts_file(&self) -> PathBuf {
+        self.dir.path().join("hosts.json")
+    }
+
+    /// The last host of the chain, shared.
+    fn last(&self) -> Arc<Host> {
+        let ids = self.lab.resolver().host_ids();
+        let last = ids.iter().find(|id| self.lab.resolver().hop_chain(id).unwrap().len() == self.sshds.len() - 1);
+        self.lab.host(last.expect("a host at the end of the chain")).unwrap()
+    }
+
+    /// A scratch directory on the far host (all namespaces share the file system).
+    fn scratch(&self) -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+}
+
+/// The command transport of a chain's last host, which keeps the chain alive
+/// (the conformance checks take `&*transport`).
+struct Guarded {
+    transport: Arc<dyn Transport>,
+    _host: Arc<Host>,
+    _chain: Chain,
+}
+
+impl std::ops::Deref for Guarded {
+    type Target = dyn Transport;
+    fn deref(&self) -> &Self::Target {
+        &*self.transport
+    }
+}
+
+async fn transport_through(namespaces: &[Namespace]) -> Guarded {
+    let chain = Chain::start(namespaces).await;
+    let host = chain.last();
+    assert!(host.has_tunnel());
+    let transport = host.transport().await.expect("connect through the hops");
+    Guarded { transport, _host: host, _chain: chain }
+}
+
+async fn files_through(namespaces: &[Namespace], scheme: &str) -> FilesFixture {
+    let chain = Chain::start(namespaces).await;
+    let id = id_of(namespaces.last().unwrap());
+    let overrides = Overrides { transfer: Some(scheme.into()), ..Default::default() };
+    let host = Arc::new(chain.lab.host_with(id, &overrides).unwrap());
+    let files = host.files().await.expect("connect through the hops");
+    let scratch = chain.scratch();
+    let base = scratch.path().to_str().unwrap().to_string();
+    FilesFixture { files, base, guard: Box::new((host, chain, scratch)) }
+}
+
+mod one_hop {
+    use super::*;
+    async fn transport() -> Guarded {
+        transport_through(&[HOP1, HOP2]).await
+    }
+    tether_core::transport_conformance!(transport);
+
+    mod sftp {
+        use super::*;
+        async fn files() -> FilesFixture {
+            files_through(&[HOP1, HOP2], "sftp").await
+        }
+        tether_core::files_conformance!(files);
+    }
+
+    mod scp {
+        use super::*;
+        async fn files() -> FilesFixture {
+            files_through(&[HOP1, HOP2], "scp").await
+        }
+        tether_core::files_conformance!(files);
+    }
+}
+
+mod two_hops {
+    use super::*;
+    async fn transport() -> Guarded {
+        transport_through(&[HOP1, HOP2, TARGET]).await
+    }
+    tether_core::transport_conformance!(transport);
+
+    mod sftp {
+        use super::*;
+        async fn files() -> FilesFixture {
+            files_through(&[HOP1, HOP2, TARGET], "sftp").await
+        }
+        tether_core::files_conformance!(files);
+    }
+
+    mod scp {
+        use super::*;
+        async fn files() -> FilesFixture {
+            files_through(&[HOP1, HOP2, TARGET], "scp").await
+        }
+        tether_core::files_conformance!(files);
+    }
+}
+
+/// The same `hostname`-like proof from every host: which namespace a
+/// command ran in (`ip netns identify` names the caller's namespace).
+async fn namespace_of(host: &Host) -> String {
+    let out = host.exec(&Command::shell("ip netns identify $$").check(true)).await.unwrap();
+    out.stdout_lossy().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_is_reached_only_through_its_hops() {
+    let chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+    let target_addr = chain.sshds[2].addr();
+
+    // Straight from here, the target's address fails at once.
+    let started = Instant::now();
+    let err = std::net::TcpStream::connect_timeout(&target_addr, Duration::from_secs(5)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::HostUnreachable, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1), "unreachable must fail fast, not time out");
+
+    // So does a host for it that names no hop: the error is typed and named.
+    let mut direct = chain.lab.config("target", &Overrides::default()).unwrap();
+    direct.hop = None;
+    let err = Host::new(direct).unwrap().exec(&Command::new("true")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectFailed, "{err}");
+    assert!(err.to_string().contains(&format!("{}:{}", TARGET.addr(), target_addr.port())), "{err}");
+
+    // Through the hops, each command runs in its host's own namespace.
+    let target = chain.lab.host("target").unwrap();
+    assert_eq!(target.chain(), ["hop1", "hop2"]);
+    assert_eq!(namespace_of(&target).await, "tether-target");
+    assert_eq!(namespace_of(&chain.lab.host("hop2").unwrap()).await, "tether-hop2");
+    assert_eq!(namespace_of(&chain.lab.host("hop1").unwrap()).await, "tether-hop1");
+    // The target's sshd saw its client come from hop2's side of the link.
+    let log = chain.sshds[2].log();
+    assert!(log.contains(&format!("from {}", TARGET.previous_hop())), "{log}");
+    chain.lab.close().await.unwrap();
+}
+
+/// How many logins `sshd` accepted so far.
+fn logins(sshd: &Sshd) -> usize {
+    sshd.log().matches("Accepted publickey").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_behind_one_hop_share_its_connection() {
+    // Two hosts behind hop1: hop2's sshd, and a second sshd in hop2.
+    let mut chain = Chain::start(&[HOP1, HOP2]).await;
+    let second = tokio::task::spawn_blocking(|| Sshd::builder().netns(&HOP2).start()).await.unwrap().unwrap();
+    let known_hosts = chain.dir.path().join("known_hosts.second");
+    std::fs::write(&known_hosts, format!("{}\n", second.known_hosts_line())).unwrap();
+    let mut inventory: serde_json::Value = serde_json::from_slice(&std::fs::read(chain.hosts_file()).unwrap()).unwrap();
+    let mut entry = inventory["hop2"].clone();
+    entry["ssh_options"]["port"] = json!(second.port());
+    entry["ssh_options"]["known_hosts"] = json!([known_hosts]);
+    entry["ssh_options"]["client_keys"] = json!([second.client_key_path()]);
+    inventory["second"] = entry;
+    std::fs::write(chain.hosts_file(), inventory.to_string()).unwrap();
+    let resolver = Resolver::new(
+        Registry::global().unwrap(),
+        Inventory::load(&[chain.hosts_file()]).unwrap(),
+        Settings::default(),
+    )
+    .unwrap();
+    chain.lab = Lab::new(resolver);
+
+    let (first, other) = (chain.lab.host("hop2").unwrap(), chain.lab.host("second").unwrap());
+    let true_ = Command::new("true");
+    let (a, b) = tokio::join!(first.exec(&true_), other.exec(&true_));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(logins(&chain.sshds[0]), 1, "one connection to the hop: {}", chain.sshds[0].log());
+    let hop = chain.lab.host("hop1").unwrap();
+    assert!(Arc::ptr_eq(first.hop().unwrap(), &hop) && Arc::ptr_eq(other.hop().unwrap(), &hop));
+
+    // Closing one host leaves the hop to the other.
+    first.close().await.unwrap();
+    assert!(hop.is_connected());
+    other.exec(&Command::new("true").check(true)).await.unwrap();
+    assert_eq!(logins(&chain.sshds[0]), 1);
+    // A per-call host (with overrides) rides on the same hop connection too.
+    let overrides = Overrides { transfer: Some("scp".into()), ..Default::default() };
+    let per_call = chain.lab.host_with("hop2", &overrides).unwrap();
+    per_call.exec(&Command::new("true").check(true)).await.unwrap();
+    assert_eq!(logins(&chain.sshds[0]), 1);
+    chain.lab.close().await.unwrap();
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_host_key_on_a_hop_is_refused() {
+    // hop1's known_hosts holds hop2's key under hop1's name.
+    let chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+    let hop1_known = chain.dir.path().join("known_hosts.hop1");
+    let wrong = format!("[{}]:{} {}\n", HOP1.addr(), chain.sshds[0].port(), chain.sshds[1].host_key_public());
+    std::fs::write(&hop1_known, wrong).unwrap();
+
+    let err = chain.lab.host("target").unwrap().exec(&Command::new("true")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::HostKeyMismatch, "{err}");
+    // The error names the hop whose key was wrong, and its file.
+    assert!(err.to_string().starts_with("connect on hop1:"), "{err}");
+    assert!(err.to_string().contains(hop1_known.to_str().unwrap()), "{err}");
+    assert_eq!(logins(&chain.sshds[2]), 0, "nothing reached the target");
+
+    // A wrong key on the second hop is refused the same way, under its name.
+    let chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+    let hop2_known = chain.dir.path().join("known_hosts.hop2");
+    let wrong = format!("[{}]:{} {}\n", HOP2.addr(), chain.sshds[1].port(), chain.sshds[0].host_key_public());
+    std::fs::write(&hop2_known, wrong).unwrap();
+    let err = chain.lab.host("target").unwrap().exec(&Command::new("true")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::HostKeyMismatch, "{err}");
+    assert!(err.to_string().starts_with("connect on hop2:"), "{err}");
+    assert_eq!(logins(&chain.sshds[2]), 0);
+}
+
+/// An endless source that hands out 64 KiB at a time, slowly after the first
+/// few MiB, and counts what it gave.
+struct Endless {
+    given: Arc<AtomicU64>,
+    delay: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl AsyncRead for Endless {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.given.load(Ordering::SeqCst) > 4 << 20 {
+            let delay = self.delay.get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_millis(5))));
+            if delay.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.delay = None;
+        }
+        let n = buf.remaining().min(64 << 10);
+        buf.put_slice(&vec![0x5a; n]);
+        self.given.fetch_add(n as u64, Ordering::SeqCst);
+        Poll::Ready(Ok(()))
+    }
+}
+
+async fn wait_for(given: &AtomicU64, bytes: u64) {
+    let deadline = Instant::now() + FAILS_WITHIN;
+    while given.load(Ordering::SeqCst) < bytes {
+        assert!(Instant::now() < deadline, "the transfer never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hop_dying_mid_put_fails_typed_and_keeps_the_destination() {
+    for scheme in ["sftp", "scp"] {
+        let mut chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+        let overrides = Overrides { transfer: Some(scheme.into()), ..Default::default() };
+        let host = chain.lab.host_with("target", &overrides).unwrap();
+        let files = host.files().await.unwrap();
+        let scratch = chain.scratch();
+        let dest = scratch.path().join("kept");
+        std::fs::write(&dest, b"the old contents").unwrap();
+
+        let given = Arc::new(AtomicU64::new(0));
+        let source = Endless { given: given.clone(), delay: None };
+        let remote = dest.to_str().unwrap().to_string();
+        let put = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut source = source;
+            let result = files.put(&mut source, &remote, &PutOptions::default()).await;
+            (result, started)
+        });
+        wait_for(&given, 8 << 20).await;
+        // The middle hop goes away: its sshd and every session it carried.
+        chain.sshds[1].kill().unwrap();
+        let killed = Instant::now();
+        let (result, _) = tokio::time::timeout(FAILS_WITHIN, put).await.expect("the put must fail, not hang").unwrap();
+        let err = result.expect_err("a put through a dead hop cannot succeed");
+        assert!(
+            matches!(err.kind(), ErrorKind::ConnectionLost | ErrorKind::Io | ErrorKind::Protocol),
+            "{scheme}: untyped failure: {err}"
+        );
+        assert!(killed.elapsed() < FAILS_WITHIN, "{scheme}: took {:?}", killed.elapsed());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"the old contents", "{scheme}: destination changed");
+        let names: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(names.iter().all(|n| n == "kept" || n.to_string_lossy().starts_with('.')), "{scheme}: {names:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hop_dying_mid_get_fails_typed_and_leaves_no_local_file() {
+    for scheme in ["sftp", "scp"] {
+        let mut chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+        let overrides = Overrides { transfer: Some(scheme.into()), ..Default::default() };
+        let host = chain.lab.host_with("target", &overrides).unwrap();
+        let scratch = chain.scratch();
+        // Big enough that the get is still running when the hop dies.
+        let source = scratch.path().join("big");
+        std::fs::write(&source, random_bytes(256 << 20, 7)).unwrap();
+        let local_dir = tempfile::tempdir().unwrap();
+        let local = local_dir.path().join("copy");
+        std::fs::write(&local, b"the old copy").unwrap();
+
+        let counted = Arc::new(AtomicU64::new(0));
+        let progress_count = counted.clone();
+        let (remote, local_path) = (source.to_str().unwrap().to_string(), local.clone());
+        let get = tokio::spawn(async move {
+            let progress = move |done: u64| progress_count.store(done, Ordering::SeqCst);
+            host.get_file(&remote, &local_path, Some(&progress)).await
+        });
+        wait_for(&counted, 8 << 20).await;
+        chain.sshds[0].kill().unwrap();
+        let err = tokio::time::timeout(FAILS_WITHIN, get)
+            .await
+            .expect("the get must fail, not hang")
+            .unwrap()
+            .expect_err("a get through a dead hop cannot succeed");
+        assert!(matches!(err.kind(), ErrorKind::ConnectionLost | ErrorKind::Io | ErrorKind::Protocol), "{err}");
+        assert_eq!(std::fs::read(&local).unwrap(), b"the old copy", "{scheme}: local file changed");
+        let names: Vec<_> = std::fs::read_dir(local_dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["copy"], "{scheme}: a partial file was left");
+    }
+}
+
+fn tether(hosts: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("--hosts")
+        .arg(hosts)
+        .args(args)
+        .env_remove("TETHER_HOSTS")
+        .env_remove("TETHER_SETTINGS")
+        .env_remove("RUST_LOG")
+        .current_dir(std::env::temp_dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the tether binary runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reaches_a_host_behind_two_hops_with_no_extra_flags() {
+    let chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+    let hosts = chain.hosts_file();
+    let out = tether(&hosts, &["exec", "target", "--", "sh", "-c", "ip netns identify $$"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tether-target");
+
+    let scratch = chain.scratch();
+    let local = scratch.path().join("up");
+    let data = random_bytes(3 << 20, 11);
+    std::fs::write(&local, &data).unwrap();
+    let remote = scratch.path().join("remote");
+    for scheme in ["sftp", "scp"] {
+        let out =
+            tether(&hosts, &["--transfer", scheme, "put", "target", local.to_str().unwrap(), remote.to_str().unwrap()]);
+        assert!(out.status.success(), "{scheme} put: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(&remote).unwrap(), data);
+        let back = scratch.path().join(format!("back-{scheme}"));
+        let out =
+            tether(&hosts, &["--transfer", scheme, "get", "target", remote.to_str().unwrap(), back.to_str().unwrap()]);
+        assert!(out.status.success(), "{scheme} get: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(&back).unwrap(), data);
+        std::fs::remove_file(&remote).unwrap();
+    }
+
+    let out = tether(&hosts, &["config", "target"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.split_whitespace().take(6).eq(["chain", "hop1", "->", "hop2", "->", "target"])),
+        "{text}"
+    );
+}
