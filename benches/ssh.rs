@@ -16,7 +16,8 @@
 //! `cargo bench --bench ssh` runs the real sizes (1 GiB); `cargo test
 //! --benches`, `--quick` or `TETHER_BENCH_QUICK=1` a smoke pass;
 //! `TETHER_BENCH_FILE_MIB` changes the file size; `TETHER_BENCH_ONLY=warm,burst,
-//! fresh,stream,sftp,scp` picks parts. Results go to BENCHMARKS.md.
+//! fresh,stream,sftp,scp` picks parts; `TETHER_BENCH_MAX_SESSIONS` sets
+//! another channel limit. Results go to BENCHMARKS.md.
 
 mod support;
 
@@ -115,6 +116,10 @@ impl Bench {
         set(&mut host, "encryption_algs", serde_json::json!([CIPHER]))?;
         set(&mut host, "kex_algs", serde_json::json!([KEX]))?;
         set(&mut host, "use_agent", serde_json::json!(false))?;
+        // `TETHER_BENCH_MAX_SESSIONS=5` tries another channel limit (profiling the burst).
+        if let Some(limit) = std::env::var("TETHER_BENCH_MAX_SESSIONS").ok().and_then(|v| v.parse::<u32>().ok()) {
+            set(&mut host, "max_sessions", serde_json::json!(limit))?;
+        }
         Ok(host)
     }
 
@@ -304,30 +309,45 @@ impl Bench {
         let (mut up_t, mut up_o, mut down_t, mut down_o) =
             (Samples::new(), Samples::new(), Samples::new(), Samples::new());
         let mut peak = 0;
-        for _ in 0..rounds {
-            support::reset_peak_rss();
-            let (sent, t) = self.rt.block_on(support::time_async(stream_up(transport, &source)));
-            if sent? != size {
-                return Err("exec upload moved the wrong byte count".into());
-            }
+        for round in 0..rounds {
+            let openssh_first = round % 2 == 1;
+            let tether_up = || -> BenchResult<Duration> {
+                support::reset_peak_rss();
+                let (sent, t) = self.rt.block_on(support::time_async(stream_up(transport, &source)));
+                if sent? != size {
+                    return Err("exec upload moved the wrong byte count".into());
+                }
+                Ok(t)
+            };
+            let openssh_up = || -> BenchResult<Duration> {
+                let file = std::fs::File::open(&source)?;
+                let (done, o) = support::time(|| self.ssh(&[], "cat > /dev/null", file.into(), Stdio::null()));
+                done?;
+                Ok(o)
+            };
+            let (t, o) = in_order(openssh_first, tether_up, openssh_up)?;
             peak = peak.max(support::peak_rss_kib().unwrap_or(0));
             up_t.push(t);
-            let file = std::fs::File::open(&source)?;
-            let (done, o) = support::time(|| self.ssh(&[], "cat > /dev/null", file.into(), Stdio::null()));
-            done?;
             up_o.push(o);
 
-            support::reset_peak_rss();
-            let (got, t) = self.rt.block_on(support::time_async(stream_down(transport, &remote_source)));
-            if got? != size {
-                return Err("exec download moved the wrong byte count".into());
-            }
+            let tether_down = || -> BenchResult<Duration> {
+                support::reset_peak_rss();
+                let (got, t) = self.rt.block_on(support::time_async(stream_down(transport, &remote_source)));
+                if got? != size {
+                    return Err("exec download moved the wrong byte count".into());
+                }
+                Ok(t)
+            };
+            let openssh_down = || -> BenchResult<Duration> {
+                let (done, o) = support::time(|| {
+                    self.ssh(&[], &format!("cat {}", tether_core::quote(&remote_source)), Stdio::null(), Stdio::null())
+                });
+                done?;
+                Ok(o)
+            };
+            let (t, o) = in_order(openssh_first, tether_down, openssh_down)?;
             peak = peak.max(support::peak_rss_kib().unwrap_or(0));
             down_t.push(t);
-            let (done, o) = support::time(|| {
-                self.ssh(&[], &format!("cat {}", tether_core::quote(&remote_source)), Stdio::null(), Stdio::null())
-            });
-            done?;
             down_o.push(o);
         }
         let mib = size / support::MIB;
@@ -367,43 +387,60 @@ impl Bench {
             _ => "scp -O",
         };
         for round in 0..rounds {
-            let _ = std::fs::remove_file(&remote);
-            support::sync_filesystems()?;
-            support::reset_peak_rss();
-            let (n, t) = self.rt.block_on(support::time_async(put_file(
-                &**files,
-                &source,
-                &remote_str,
-                &PutOptions::default(),
-                false,
-                None,
-            )));
-            n?;
+            // Odd rounds run OpenSSH first, so neither side always gets the
+            // page cache the other one warmed.
+            let openssh_first = round % 2 == 1;
+            let tether_put = || -> BenchResult<Duration> {
+                let _ = std::fs::remove_file(&remote);
+                support::sync_filesystems()?;
+                support::reset_peak_rss();
+                let (n, t) = self.rt.block_on(support::time_async(put_file(
+                    &**files,
+                    &source,
+                    &remote_str,
+                    &PutOptions::default(),
+                    false,
+                    None,
+                )));
+                n?;
+                if round == 0 && support::sha256_file(&remote)? != source_hash {
+                    return Err(format!("{scheme} put: the copy differs").into());
+                }
+                Ok(t)
+            };
+            let openssh_put = || -> BenchResult<Duration> {
+                let _ = std::fs::remove_file(&remote);
+                support::sync_filesystems()?;
+                let (done, o) = support::time(|| self.openssh_copy(scheme, &source, &remote, true));
+                done?;
+                Ok(o)
+            };
+            let (t, o) = in_order(openssh_first, tether_put, openssh_put)?;
             put_peak = put_peak.max(support::peak_rss_kib().unwrap_or(0));
             put_t.push(t);
-            if round == 0 && support::sha256_file(&remote)? != source_hash {
-                return Err(format!("{scheme} put: the copy differs").into());
-            }
-            let _ = std::fs::remove_file(&remote);
-            support::sync_filesystems()?;
-            let (done, o) = support::time(|| self.openssh_copy(scheme, &source, &remote, true));
-            done?;
             put_o.push(o);
 
-            let _ = std::fs::remove_file(&local_copy);
-            support::sync_filesystems()?;
-            support::reset_peak_rss();
-            let (n, t) = self.rt.block_on(support::time_async(get_file(&**files, &remote_str, &local_copy, None)));
-            n?;
+            let tether_get = || -> BenchResult<Duration> {
+                let _ = std::fs::remove_file(&local_copy);
+                support::sync_filesystems()?;
+                support::reset_peak_rss();
+                let (n, t) = self.rt.block_on(support::time_async(get_file(&**files, &remote_str, &local_copy, None)));
+                n?;
+                if round == 0 && support::sha256_file(&local_copy)? != source_hash {
+                    return Err(format!("{scheme} get: the copy differs").into());
+                }
+                Ok(t)
+            };
+            let openssh_get = || -> BenchResult<Duration> {
+                let _ = std::fs::remove_file(&openssh_copy);
+                support::sync_filesystems()?;
+                let (done, o) = support::time(|| self.openssh_copy(scheme, &openssh_copy, &remote, false));
+                done?;
+                Ok(o)
+            };
+            let (t, o) = in_order(openssh_first, tether_get, openssh_get)?;
             get_peak = get_peak.max(support::peak_rss_kib().unwrap_or(0));
             get_t.push(t);
-            if round == 0 && support::sha256_file(&local_copy)? != source_hash {
-                return Err(format!("{scheme} get: the copy differs").into());
-            }
-            let _ = std::fs::remove_file(&openssh_copy);
-            support::sync_filesystems()?;
-            let (done, o) = support::time(|| self.openssh_copy(scheme, &openssh_copy, &remote, false));
-            done?;
             get_o.push(o);
         }
         let mib = size / support::MIB;
@@ -454,6 +491,22 @@ impl Bench {
             return Err(format!("{scheme}: {} {}", out.status, String::from_utf8_lossy(&out.stderr)).into());
         }
         Ok(())
+    }
+}
+
+/// Runs both contenders of a round, OpenSSH first when `openssh_first`, and
+/// gives their times as `(tether, openssh)`.
+fn in_order<T, O>(openssh_first: bool, tether: T, openssh: O) -> BenchResult<(Duration, Duration)>
+where
+    T: FnOnce() -> BenchResult<Duration>,
+    O: FnOnce() -> BenchResult<Duration>,
+{
+    if openssh_first {
+        let o = openssh()?;
+        Ok((tether()?, o))
+    } else {
+        let t = tether()?;
+        Ok((t, openssh()?))
     }
 }
 
