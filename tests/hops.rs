@@ -448,3 +448,21 @@ async fn the_cli_reaches_a_host_behind_two_hops_with_no_extra_flags() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_refuses_behind_live_hops_is_a_typed_error_naming_the_hop() {
+    let mut chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+    let port = chain.sshds[2].port();
+    chain.sshds[2].kill().unwrap();
+    let started = Instant::now();
+    let err = chain.lab.host("target").unwrap().exec(&Command::new("true")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectFailed, "{err}");
+    let text = err.to_string();
+    assert!(text.starts_with("connect on target:"), "{text}");
+    assert!(text.contains(&format!("{}:{port} through hop hop2", TARGET.addr())), "{text}");
+    // The hop's own reason is kept.
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    // The hops themselves stay usable.
+    chain.lab.host("hop2").unwrap().exec(&Command::new("true").check(true)).await.unwrap();
+}

@@ -125,9 +125,12 @@ impl Dialer {
                     stream.set_nodelay(true).map_err(|e| Error::io("connect", e).with_context("set TCP_NODELAY"))?;
                     Ok(Dialed::Tcp(stream))
                 }
-                Route::Hop { tunnel, .. } => {
-                    tunnel.open_stream(host, port).await.map(Dialed::Tunneled).map_err(|e| e.with_context(what.clone()))
-                }
+                Route::Hop { tunnel, .. } => tunnel.open_stream(host, port).await.map(Dialed::Tunneled).map_err(|e| {
+                    // Said as a connect by this host, keeping the hop's reason
+                    // ("Connection refused", "administratively prohibited").
+                    let why = e.context().map(|c| format!(": {c}")).unwrap_or_default();
+                    Error::new(e.kind(), "connect").with_context(format!("{what}{why}"))
+                }),
             }
         };
         tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| {
