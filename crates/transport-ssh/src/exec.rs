@@ -146,8 +146,9 @@ impl SshSession {
             match &what {
                 Start::Exec { command, .. } => {
                     let line = self.command_line(command, &writer, &mut reader, &mut early).await?;
-                    writer.exec(true, line.as_bytes()).await.map_err(|e| ssh("exec", e))?;
-                    self.reply(&mut reader, &mut early, "the command").await
+                    // The reply is left to the pump: stdin and EOF go out
+                    // without waiting a round trip for it (two through a hop).
+                    writer.exec(true, line.as_bytes()).await.map_err(|e| ssh("exec", e))
                 }
                 Start::Shell { .. } => {
                     writer.request_shell(true).await.map_err(|e| ssh("exec", e))?;
@@ -173,8 +174,12 @@ impl SshSession {
         };
         tokio::spawn(feed_stdin(stdin_pump, writer.clone()));
         let (done_tx, done_rx) = oneshot::channel();
-        let pump =
-            tokio::spawn(pump_output(early, reader, stdout_pump, stderr_pump, permit, done_tx, self.target.clone()));
+        let exec_reply_by = match what {
+            Start::Exec { .. } => Some(tokio::time::Instant::now() + limit),
+            Start::Shell { .. } => None,
+        };
+        let channel = ChannelPipes { reader, stdout: stdout_pump, stderr: stderr_pump };
+        let pump = tokio::spawn(pump_output(early, channel, exec_reply_by, permit, done_tx, self.target.clone()));
         let control = SshProcess {
             writer,
             pump,
@@ -302,27 +307,52 @@ async fn feed_stdin(mut from: DuplexStream, to: Arc<WriteHalf>) {
 /// How a channel ended, as the pump saw it.
 type Ending = std::result::Result<ExitStatus, Error>;
 
+/// A channel's read half and the pipes its output goes to.
+struct ChannelPipes {
+    reader: russh::ChannelReadHalf,
+    stdout: DuplexStream,
+    stderr: Option<DuplexStream>,
+}
+
 /// Routes the channel's messages into the stdout and stderr pipes until the
 /// channel closes, then reports the exit status. Holds the session permit
-/// until then.
+/// until then. With `exec_reply_by`, the server's answer to the `exec`
+/// request is still due by then: a refusal or no answer ends the command
+/// with an error.
 async fn pump_output(
     early: Vec<ChannelMsg>,
-    mut reader: russh::ChannelReadHalf,
-    mut stdout: DuplexStream,
-    mut stderr: Option<DuplexStream>,
+    channel: ChannelPipes,
+    mut exec_reply_by: Option<tokio::time::Instant>,
     permit: OwnedSemaphorePermit,
     done: oneshot::Sender<Ending>,
     target: String,
 ) {
+    let ChannelPipes { mut reader, mut stdout, mut stderr } = channel;
     let (mut stdout_open, mut stderr_open) = (true, true);
     let mut status = None;
     let mut early = early.into_iter();
     let ending = loop {
-        let next = match early.next() {
-            Some(message) => Some(message),
-            None => reader.wait().await,
+        let next = match (early.next(), exec_reply_by) {
+            (Some(message), _) => Some(message),
+            (None, None) => reader.wait().await,
+            (None, Some(deadline)) => match tokio::time::timeout_at(deadline, reader.wait()).await {
+                Ok(message) => message,
+                Err(_) => {
+                    break Err(Error::new(ErrorKind::Timeout, "exec")
+                        .with_context(format!("{target}: the server did not answer the exec request")));
+                }
+            },
         };
         match next {
+            Some(ChannelMsg::Success) if exec_reply_by.is_some() => exec_reply_by = None,
+            Some(ChannelMsg::Failure) if exec_reply_by.is_some() => {
+                break Err(Error::new(ErrorKind::PermissionDenied, "exec")
+                    .with_context(format!("{target}: the server refused to start the command")));
+            }
+            Some(ChannelMsg::Close) if exec_reply_by.is_some() => {
+                break Err(Error::new(ErrorKind::ConnectionLost, "exec")
+                    .with_context(format!("{target}: channel closed before the command started")));
+            }
             Some(ChannelMsg::Data { data }) => {
                 // A caller that dropped the pipe does not want the bytes.
                 if stdout_open && stdout.write_all(&data).await.is_err() {
