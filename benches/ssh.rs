@@ -284,8 +284,7 @@ impl Bench {
     }
 
     fn size(&self) -> u64 {
-        let size_mib = std::env::var("TETHER_BENCH_FILE_MIB").ok().and_then(|v| v.parse().ok());
-        size_mib.unwrap_or(self.mode.pick(1024, 8)) * support::MIB
+        support::file_size(self.mode)
     }
 
     fn rounds(&self) -> usize {
@@ -293,11 +292,7 @@ impl Bench {
     }
 
     fn source(&self) -> BenchResult<PathBuf> {
-        let source = self.dir.join("source.bin");
-        if !source.exists() {
-            support::write_random_file(&source, self.size(), 0x55aa_55aa)?;
-        }
-        Ok(source)
+        Ok(support::source_file(&self.dir, self.size())?)
     }
 
     fn streams(&self, transport: &Arc<dyn Transport>, table: &mut Table) -> BenchResult<()> {

@@ -59,21 +59,7 @@ impl Chain {
         for (index, (ns, sshd)) in namespaces.iter().zip(&sshds).enumerate() {
             let id = id_of(ns);
             // Each host's key is checked under its own name, in its own file.
-            let known_hosts = dir.path().join(format!("known_hosts.{id}"));
-            std::fs::write(&known_hosts, format!("{}\n", sshd.known_hosts_line())).unwrap();
-            let mut entry = json!({
-                "ip": ns.addr().to_string(),
-                "creds": {sshd.user(): "unused"},
-                "term": "ssh",
-                "transfer": "sftp",
-                "ssh_options": {
-                    "port": sshd.port(),
-                    "preferred_auth": ["publickey"],
-                    "client_keys": [sshd.client_key_path()],
-                    "known_hosts": [known_hosts],
-                    "connect_timeout": 10.0,
-                }
-            });
+            let mut entry = sshd.inventory_entry();
             if index > 0 {
                 entry["hop"] = json!(id_of(&namespaces[index - 1]));
             }
@@ -232,14 +218,9 @@ async fn hosts_behind_one_hop_share_its_connection() {
     // Two hosts behind hop1: hop2's sshd, and a second sshd in hop2.
     let mut chain = Chain::start(&[HOP1, HOP2]).await;
     let second = tokio::task::spawn_blocking(|| Sshd::builder().netns(&HOP2).start()).await.unwrap().unwrap();
-    let known_hosts = chain.dir.path().join("known_hosts.second");
-    std::fs::write(&known_hosts, format!("{}\n", second.known_hosts_line())).unwrap();
     let mut inventory: serde_json::Value = serde_json::from_slice(&std::fs::read(chain.hosts_file()).unwrap()).unwrap();
-    let mut entry = inventory["hop2"].clone();
-    entry["ssh_options"]["port"] = json!(second.port());
-    entry["ssh_options"]["known_hosts"] = json!([known_hosts]);
-    entry["ssh_options"]["client_keys"] = json!([second.client_key_path()]);
-    inventory["second"] = entry;
+    inventory["second"] = second.inventory_entry();
+    inventory["second"]["hop"] = json!("hop1");
     std::fs::write(chain.hosts_file(), inventory.to_string()).unwrap();
     let resolver = Resolver::new(
         Registry::global().unwrap(),
@@ -276,9 +257,9 @@ async fn hosts_behind_one_hop_share_its_connection() {
 async fn a_wrong_host_key_on_a_hop_is_refused() {
     // hop1's known_hosts holds hop2's key under hop1's name.
     let chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
-    let hop1_known = chain.dir.path().join("known_hosts.hop1");
+    let hop1_known = chain.sshds[0].known_hosts_path();
     let wrong = format!("[{}]:{} {}\n", HOP1.addr(), chain.sshds[0].port(), chain.sshds[1].host_key_public());
-    std::fs::write(&hop1_known, wrong).unwrap();
+    std::fs::write(hop1_known, wrong).unwrap();
 
     let err = chain.lab.host("target").unwrap().exec(&Command::new("true")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::HostKeyMismatch, "{err}");
@@ -289,9 +270,9 @@ async fn a_wrong_host_key_on_a_hop_is_refused() {
 
     // A wrong key on the second hop is refused the same way, under its name.
     let chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
-    let hop2_known = chain.dir.path().join("known_hosts.hop2");
+    let hop2_known = chain.sshds[1].known_hosts_path();
     let wrong = format!("[{}]:{} {}\n", HOP2.addr(), chain.sshds[1].port(), chain.sshds[0].host_key_public());
-    std::fs::write(&hop2_known, wrong).unwrap();
+    std::fs::write(hop2_known, wrong).unwrap();
     let err = chain.lab.host("target").unwrap().exec(&Command::new("true")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::HostKeyMismatch, "{err}");
     assert!(err.to_string().starts_with("connect on hop2:"), "{err}");

@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -284,6 +284,22 @@ pub fn peak_rss_kib() -> Option<u64> {
 /// then the process lifetime's, an upper bound.
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Size of the file a transfer benchmark moves: `TETHER_BENCH_FILE_MIB`
+/// MiB if set, else 1 GiB in a real run and 8 MiB in a smoke run.
+pub fn file_size(mode: Mode) -> u64 {
+    let size_mib = std::env::var("TETHER_BENCH_FILE_MIB").ok().and_then(|v| v.parse().ok());
+    size_mib.unwrap_or(mode.pick(1024, 8)) * MIB
+}
+
+/// `dir/source.bin` holding `size` pseudo-random bytes, written on first use.
+pub fn source_file(dir: &Path, size: u64) -> io::Result<PathBuf> {
+    let source = dir.join("source.bin");
+    if !source.exists() {
+        write_random_file(&source, size, 0x55aa_55aa)?;
+    }
+    Ok(source)
 }
 
 /// Writes `size` pseudo-random bytes to `path` in 1 MiB pieces (so the

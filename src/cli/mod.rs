@@ -51,9 +51,9 @@ enum Commands {
     Exec(exec::ExecArgs),
     /// Open an interactive shell on HOST (raw terminal, window size followed).
     Shell(shell::ShellArgs),
-    /// Upload a local file to HOST.
+    /// Upload a local file (with -r, a directory tree) to HOST.
     Put(transfer::PutArgs),
-    /// Download a file from HOST.
+    /// Download a file (with -r, a directory tree) from HOST.
     Get(transfer::GetArgs),
     /// Describe a path on HOST.
     Stat(transfer::StatArgs),

@@ -1,9 +1,9 @@
 //! `tether put`, `tether get`, `tether stat`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use tether::{Error, ErrorKind, Host, Metadata, PutOptions, StatOptions};
+use tether::{Error, ErrorKind, FileKind, Host, Metadata, PutOptions, StatOptions, TreeOptions, TreeSummary};
 
 use super::Context;
 use super::exec::parse_octal;
@@ -13,32 +13,38 @@ use super::report::{print_json, progress_bar, rate};
 pub(crate) struct PutArgs {
     /// Inventory id, `local`, or a URL.
     host: String,
-    /// The local file to send.
+    /// The local file (or, with -r, directory) to send.
     local: PathBuf,
-    /// Where to write it on the host.
+    /// Where to write it on the host (with -r: an existing directory receives it under its own name).
     remote: String,
     /// Mode of the new file, octal (default: keep the replaced file's, else 0644).
-    #[arg(long, value_parser = parse_octal)]
+    #[arg(long, value_parser = parse_octal, conflicts_with = "recursive")]
     mode: Option<u32>,
     /// Owner of the new file (name or id).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "recursive")]
     owner: Option<String>,
     /// Group of the new file (name or id).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "recursive")]
     group: Option<String>,
     /// Keep the local file's mode and modification time.
     #[arg(short, long)]
     preserve: bool,
+    /// Copy a directory and everything in it, like `scp -r` (links and special files are skipped).
+    #[arg(short, long)]
+    recursive: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct GetArgs {
     /// Inventory id, `local`, or a URL.
     host: String,
-    /// The file to fetch.
+    /// The file (or, with -r, directory) to fetch.
     remote: String,
     /// Where to write it (a directory keeps the remote name).
     local: PathBuf,
+    /// Copy a directory and everything in it, like `scp -r` (links and special files are skipped).
+    #[arg(short, long)]
+    recursive: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,35 +61,68 @@ pub(crate) struct StatArgs {
     follow: bool,
 }
 
-fn report_transfer(
+/// What a transfer moved: one file's bytes, or a tree.
+enum Moved {
+    File(u64),
+    Tree(TreeSummary),
+}
+
+/// The closing line (or `--json` object) of a put or get.
+fn report(
     context: &Context,
     host: &Host,
     direction: &str,
-    local: &std::path::Path,
-    remote: &str,
-    bytes: u64,
+    (local, remote): (&Path, &str),
+    moved: Moved,
     started: Instant,
 ) -> Result<u8, Error> {
     let elapsed = started.elapsed();
+    let bytes = match &moved {
+        Moved::File(bytes) => *bytes,
+        Moved::Tree(summary) => summary.bytes,
+    };
     if context.json {
-        print_json(&serde_json::json!({
+        let mut value = serde_json::json!({
             "operation": direction,
             "host": host.id(),
             "local": local.display().to_string(),
             "remote": remote,
             "bytes": bytes,
             "seconds": elapsed.as_secs_f64(),
-        }))?;
-    } else {
-        println!("{bytes} bytes in {:.2} s ({})", elapsed.as_secs_f64(), rate(bytes, elapsed));
+        });
+        if let Moved::Tree(summary) = &moved {
+            value["recursive"] = true.into();
+            value["files"] = summary.files.into();
+            value["directories"] = summary.directories.into();
+            value["skipped"] = summary.skipped.into();
+        }
+        print_json(&value)?;
+        return Ok(0);
+    }
+    let timing = format!("{bytes} bytes in {:.2} s ({})", elapsed.as_secs_f64(), rate(bytes, elapsed));
+    match moved {
+        Moved::File(_) => println!("{timing}"),
+        Moved::Tree(summary) => {
+            let skipped = match summary.skipped {
+                0 => String::new(),
+                n => format!(", {n} skipped (links and special files)"),
+            };
+            println!("{} files, {} directories, {timing}{skipped}", summary.files, summary.directories);
+        }
     }
     Ok(0)
 }
 
 pub(crate) async fn put(context: &Context, args: PutArgs) -> Result<u8, Error> {
-    let size = std::fs::metadata(&args.local)
-        .map_err(|e| Error::io("put", e).with_context(args.local.display().to_string()))?
-        .len();
+    let meta = std::fs::metadata(&args.local)
+        .map_err(|e| Error::io("put", e).with_context(args.local.display().to_string()))?;
+    if meta.is_dir() {
+        if !args.recursive {
+            return Err(is_a_directory("put", &args.local.display().to_string()));
+        }
+        return put_tree(context, args).await;
+    }
+    let size = meta.len();
     let host = context.host(&args.host)?;
     let options = PutOptions { mode: args.mode, owner: args.owner, group: args.group, ..Default::default() };
     let bar = progress_bar(Some(size), context.json);
@@ -93,12 +132,16 @@ pub(crate) async fn put(context: &Context, args: PutArgs) -> Result<u8, Error> {
     bar.finish_and_clear();
     let bytes = result?;
     host.close().await?;
-    report_transfer(context, &host, "put", &args.local, &args.remote, bytes, started)
+    report(context, &host, "put", (&args.local, &args.remote), Moved::File(bytes), started)
 }
 
 pub(crate) async fn get(context: &Context, args: GetArgs) -> Result<u8, Error> {
     let host = context.host(&args.host)?;
     let size = match host.stat(&args.remote, StatOptions { follow_links: true, sha512: false }).await? {
+        Some(meta) if meta.kind == FileKind::Dir && args.recursive => return get_tree(context, &host, args).await,
+        Some(meta) if meta.kind == FileKind::Dir => {
+            return Err(is_a_directory("get", &args.remote).with_host(host.id()));
+        }
         Some(meta) => meta.size,
         None => return Err(Error::new(ErrorKind::NotFound, "get").with_host(host.id()).with_context(args.remote)),
     };
@@ -109,7 +152,59 @@ pub(crate) async fn get(context: &Context, args: GetArgs) -> Result<u8, Error> {
     bar.finish_and_clear();
     let bytes = result?;
     host.close().await?;
-    report_transfer(context, &host, "get", &args.local, &args.remote, bytes, started)
+    report(context, &host, "get", (&args.local, &args.remote), Moved::File(bytes), started)
+}
+
+fn is_a_directory(operation: &str, path: &str) -> Error {
+    Error::new(ErrorKind::InvalidInput, operation).with_context(format!("{path} is a directory: use -r"))
+}
+
+/// The bytes a `put -r` will send, for the progress bar: the regular files'
+/// sizes, links not followed, as the transfer itself does. Best effort: what
+/// cannot be read here fails the transfer itself, with a proper error.
+fn local_tree_size(root: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![(root.to_path_buf(), 0)];
+    while let Some((dir, depth)) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() && depth < tether::MAX_TREE_DEPTH {
+                pending.push((entry.path(), depth + 1));
+            } else if kind.is_file() {
+                total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+async fn put_tree(context: &Context, args: PutArgs) -> Result<u8, Error> {
+    let total = local_tree_size(&args.local);
+    let host = context.host(&args.host)?;
+    let files = host.files().await.map_err(|e| e.with_host(host.id()))?;
+    let bar = progress_bar(Some(total), context.json);
+    let on_progress = |n: u64| bar.set_position(n);
+    let started = Instant::now();
+    let options = TreeOptions { preserve: args.preserve };
+    let result = tether::put_tree(files.as_ref(), &args.local, &args.remote, &options, Some(&on_progress)).await;
+    bar.finish_and_clear();
+    let summary = result.map_err(|e| e.with_host(host.id()))?;
+    host.close().await?;
+    report(context, &host, "put", (&args.local, &args.remote), Moved::Tree(summary), started)
+}
+
+async fn get_tree(context: &Context, host: &Host, args: GetArgs) -> Result<u8, Error> {
+    let files = host.files().await.map_err(|e| e.with_host(host.id()))?;
+    // The size of a remote tree would take a walk of its own: count bytes only.
+    let bar = progress_bar(None, context.json);
+    let on_progress = |n: u64| bar.set_position(n);
+    let started = Instant::now();
+    let result = tether::get_tree(files.as_ref(), &args.remote, &args.local, Some(&on_progress)).await;
+    bar.finish_and_clear();
+    let summary = result.map_err(|e| e.with_host(host.id()))?;
+    host.close().await?;
+    report(context, host, "get", (&args.local, &args.remote), Moved::Tree(summary), started)
 }
 
 pub(crate) async fn stat(context: &Context, args: StatArgs) -> Result<u8, Error> {

@@ -23,6 +23,7 @@ mod host;
 mod process;
 mod registry;
 mod transport;
+mod tree;
 mod tunnel;
 
 pub mod memory;
@@ -44,6 +45,7 @@ pub use host::Host;
 pub use process::{BoxReader, BoxWriter, Process, ProcessControl, exec_with_process};
 pub use registry::{BoxFuture, Capabilities, ConnectFn, ConnectRequest, OptionsSpec, Plugin, Registry};
 pub use transport::Transport;
+pub use tree::{MAX_TREE_DEPTH, TreeOptions, TreeSummary, get_tree, put_tree};
 pub use tunnel::{BoxStream, PortForward, Stream, Tunnel, forward_port};
 
 /// Re-exported so plugin crates submit entries with the same `inventory`.

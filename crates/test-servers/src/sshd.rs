@@ -257,6 +257,26 @@ impl Sshd {
         self.port
     }
 
+    /// A `hosts.json` entry that reaches this server: its address and port,
+    /// the generated client key only, its own `known_hosts`, `term` ssh and
+    /// `transfer` sftp. Tests add what they need (`hop`, more options).
+    pub fn inventory_entry(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ip": self.ip.to_string(),
+            // Key authentication only: the password is never offered.
+            "creds": {self.user.as_str(): "unused"},
+            "term": "ssh",
+            "transfer": "sftp",
+            "ssh_options": {
+                "port": self.port,
+                "preferred_auth": ["publickey"],
+                "client_keys": [self.client_key_path],
+                "known_hosts": [self.known_hosts_path],
+                "connect_timeout": 10.0,
+            }
+        })
+    }
+
     /// The server's host public key as one OpenSSH line without comment:
     /// `ssh-ed25519 AAAA…`.
     pub fn host_key_public(&self) -> &str {
