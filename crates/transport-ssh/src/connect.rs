@@ -170,6 +170,11 @@ pub struct SshSession {
     /// Set once the server refused an `env` request: later commands carry
     /// their environment as an `env` prefix without asking again.
     pub(crate) setenv_refused: AtomicBool,
+    /// A session channel opened ahead of the next command (see
+    /// `exec::SpareChannel`), with its `max_sessions` permit.
+    pub(crate) spare: crate::exec::SpareChannel,
+    /// This session, for the background task that refills `spare`.
+    pub(crate) me: std::sync::Weak<SshSession>,
     closed: AtomicBool,
 }
 
@@ -209,6 +214,7 @@ impl SshSession {
         }
         // Waking every queued channel open: they then see the closed flag.
         self.sessions.close();
+        self.spare.clear();
         let limit = self.options.connect_timeout().unwrap_or(Duration::from_secs(30));
         let bye = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en");
         match tokio::time::timeout(limit, bye).await {
@@ -346,7 +352,7 @@ async fn connect_shared(host: Arc<HostConfig>, dialer: Dialer) -> Result<SshConn
     authenticate(&mut handle, &host, &login, &options, limit).await?;
     tracing::debug!(%target, "ssh connected");
     let sessions = Arc::new(Semaphore::new(options.max_sessions as usize));
-    let session = Arc::new(SshSession {
+    let session = Arc::new_cyclic(|me| SshSession {
         handle,
         options: options.clone(),
         sessions,
@@ -354,6 +360,8 @@ async fn connect_shared(host: Arc<HostConfig>, dialer: Dialer) -> Result<SshConn
         remote_routes,
         login,
         setenv_refused: AtomicBool::new(false),
+        spare: Default::default(),
+        me: me.clone(),
         closed: AtomicBool::new(false),
     });
     let forwards = match crate::tunnel::apply(&session, &options).await {

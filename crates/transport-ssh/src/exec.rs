@@ -48,19 +48,106 @@ const RETRY_START: Duration = Duration::from_micros(200);
 const RETRY_MAX: Duration = Duration::from_millis(50);
 
 type WriteHalf = russh::ChannelWriteHalf<Msg>;
+
+/// A session channel with its `max_sessions` permit.
+type OpenChannel = (russh::Channel<Msg>, OwnedSemaphorePermit);
+
+/// One session channel opened ahead of the next command, so that a command
+/// on a warm connection waits for one round trip (the exec request) instead
+/// of two (channel open, then exec): measured 2.19–2.35 → 2.01–2.21 ms per
+/// `true` on loopback, 0.31× → 0.30× OpenSSH's ControlMaster.
+///
+/// The spare holds one of the `max_sessions` slots, so it must never make a
+/// command wait: it is only opened in a slot that is free at that moment,
+/// and a command waiting for a slot takes the spare as soon as it is ready.
+#[derive(Default)]
+pub(crate) struct SpareChannel {
+    channel: std::sync::Mutex<Option<OpenChannel>>,
+    /// Set while a refill is under way, so only one runs.
+    refilling: std::sync::atomic::AtomicBool,
+    /// Wakes a command waiting for a slot when a spare is stored.
+    ready: tokio::sync::Notify,
+}
+
+impl SpareChannel {
+    fn take(&self) -> Option<OpenChannel> {
+        self.channel.lock().ok().and_then(|mut slot| slot.take())
+    }
+
+    /// Drops the spare (and so frees its slot).
+    pub(crate) fn clear(&self) {
+        drop(self.take());
+    }
+}
+
 type ReadHalf = russh::ChannelReadHalf;
 
 impl SshSession {
+    /// A session channel for a command: the spare, a new channel in a free
+    /// slot, or whichever of the two comes first; then a new spare is opened
+    /// in the background if a slot is free.
+    async fn command_channel(&self, limit: Duration) -> Result<OpenChannel> {
+        let closed = || Error::new(ErrorKind::ConnectionLost, "exec").with_context(format!("{}: closed", self.target));
+        let found = timed("exec", "waiting for a free session slot", limit, async {
+            loop {
+                // Registered before looking, so a spare stored in between still wakes us.
+                let stored = self.spare.ready.notified();
+                tokio::pin!(stored);
+                stored.as_mut().enable();
+                if let Some(channel) = self.spare.take() {
+                    return Ok(Ok(channel));
+                }
+                tokio::select! {
+                    permit = self.sessions.clone().acquire_owned() => return permit.map(Err).map_err(|_| closed()),
+                    () = &mut stored => {}
+                }
+            }
+        })
+        .await?;
+        self.refill_spare(limit);
+        match found {
+            Ok(spare) => Ok(spare),
+            Err(permit) => self.open_with_permit(permit, limit).await,
+        }
+    }
+
+    fn refill_spare(&self, limit: Duration) {
+        if self.spare.refilling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Only a slot free right now: never queue ahead of a command.
+        let (Some(session), Ok(permit)) = (self.me.upgrade(), self.sessions.clone().try_acquire_owned()) else {
+            self.spare.refilling.store(false, Ordering::SeqCst);
+            return;
+        };
+        tokio::spawn(async move {
+            let opened = session.open_with_permit(permit, limit).await;
+            if let Ok(channel) = opened
+                && session.is_alive()
+                && let Ok(mut slot) = session.spare.channel.lock()
+            {
+                *slot = Some(channel);
+            }
+            session.spare.refilling.store(false, Ordering::SeqCst);
+            session.spare.ready.notify_one();
+        });
+    }
+
     /// Opens a session channel within the `max_sessions` bound, retrying
     /// refusals (sshd's `MaxSessions` lags behind channel closes) until
     /// `connect_timeout` runs out.
-    pub(crate) async fn open_session(&self, limit: Duration) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit)> {
+    pub(crate) async fn open_session(&self, limit: Duration) -> Result<OpenChannel> {
         let permit = timed("exec", "waiting for a free session slot", limit, async {
             self.sessions.clone().acquire_owned().await.map_err(|_| {
                 Error::new(ErrorKind::ConnectionLost, "exec").with_context(format!("{}: closed", self.target))
             })
         })
         .await?;
+        self.open_with_permit(permit, limit).await
+    }
+
+    /// Opens a session channel in the slot `permit` holds.
+    async fn open_with_permit(&self, permit: OwnedSemaphorePermit, limit: Duration) -> Result<OpenChannel> {
         self.ensure_open("exec")?;
         let deadline = tokio::time::Instant::now() + limit;
         let mut pause = RETRY_START;
@@ -125,7 +212,7 @@ impl SshSession {
     async fn start(&self, what: Start<'_>) -> Result<Process> {
         self.ensure_open("exec")?;
         let limit = self.options.connect_timeout()?;
-        let (channel, permit) = self.open_session(limit).await?;
+        let (channel, permit) = self.command_channel(limit).await?;
         let (mut reader, writer) = channel.split();
         let writer = Arc::new(writer);
         // Replies to channel requests arrive in order, but output may come

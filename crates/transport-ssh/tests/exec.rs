@@ -291,3 +291,42 @@ async fn killed_and_dropped_commands_free_their_slots() {
         assert_eq!(out.stdout, b"free\n");
     }
 }
+
+/// The channel Tether opens ahead of the next command holds a session slot;
+/// it must never make a command wait for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spare_channel_never_makes_a_command_wait() {
+    let sshd = common::start(Sshd::builder().max_sessions(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, format!("{}\n", sshd.known_hosts_line())).unwrap();
+    let mut host = common::host_for(&sshd, &known_hosts);
+    host.options.set("ssh_options", "max_sessions", 2, OptionSource::Api).unwrap();
+    let transport = common::connect(host).await.unwrap().transport().unwrap();
+    for round in 0..5 {
+        // After a command, a spare may hold one of the two slots.
+        transport.exec(&Command::argv(["true"]).check(true)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Two long commands at once still both start at once.
+        let started = Instant::now();
+        let long = Command::shell("echo up; sleep 2");
+        let (a, b) = tokio::join!(transport.spawn(&long), transport.spawn(&long));
+        let (mut first_lines, mut processes) = (Vec::new(), Vec::new());
+        for mut process in [a.unwrap(), b.unwrap()] {
+            let mut line = [0u8; 3];
+            let stdout = process.stdout.as_mut().unwrap();
+            // Well under the 2 s a command waiting for the other's slot would take.
+            let deadline = tokio::time::Instant::from_std(started + Duration::from_millis(1500));
+            tokio::time::timeout_at(deadline, stdout.read_exact(&mut line))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: a command waited for a slot"))
+                .unwrap();
+            first_lines.push(line);
+            processes.push(process);
+        }
+        assert_eq!(first_lines, [*b"up\n", *b"up\n"]);
+        for mut process in processes {
+            assert_eq!(process.wait().await.unwrap(), ExitStatus::Code(0));
+        }
+    }
+}
