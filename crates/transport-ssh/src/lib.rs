@@ -38,7 +38,7 @@ mod tunnel;
 
 pub use connect::{SshConnection, SshSession, connect_host, connect_host_via};
 pub use options::{HostKeyPolicy, LocalForward, RemoteForward, ScpOptions, SftpOptions, SocksForward, SshOptions};
-pub use transfer::scp::{ScpFiles, TreeSummary, UNSIZED_READ_AHEAD};
+pub use transfer::scp::{ScpFiles, UNSIZED_READ_AHEAD};
 pub use tunnel::{ActiveForward, ForwardKind};
 
 use tether_core::{Capabilities, OptionsSpec, Plugin};

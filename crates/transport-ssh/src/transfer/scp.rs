@@ -30,13 +30,12 @@ use async_trait::async_trait;
 use tether_core::shell_files::{ShellFiles, StagedPut, checked, failed, word};
 use tether_core::{
     DirEntry, Error, ErrorKind, ExitStatus, FileKind, FileTransfer, Metadata, Output, PutOptions, Result, StatOptions,
-    Transport,
+    Transport, TreeSummary,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::connect::SshSession;
 use crate::options::ScpOptions;
-pub use protocol::TreeSummary;
 use protocol::{Fault, Peer, Step};
 use wire::ChannelWire;
 
@@ -374,7 +373,7 @@ cat >/dev/null
         let remote = dir.path().join("remote");
         std::fs::create_dir(&remote).unwrap();
         let sent = scp.put_tree(&source, remote.to_str().unwrap()).await.unwrap();
-        assert_eq!(sent, TreeSummary { files: 2, dirs: 3, bytes: 5 + (3 << 20) });
+        assert_eq!(sent, TreeSummary { files: 2, directories: 3, bytes: 5 + (3 << 20), skipped: 0 });
         assert_eq!(tree(&remote.join("source")), tree(&source));
 
         let back = dir.path().join("back");

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Buf, Bytes, BytesMut};
-use tether_core::{Error, ErrorKind, Result};
+use tether_core::{Error, ErrorKind, Result, TreeSummary};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The longest record or error line accepted from the peer. Names are
@@ -436,17 +436,6 @@ pub(crate) async fn receive_file<W: Wire>(
     Ok(size)
 }
 
-/// What a tree transfer moved.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TreeSummary {
-    /// Regular files transferred.
-    pub files: u64,
-    /// Directories entered.
-    pub dirs: u64,
-    /// Bytes of file content.
-    pub bytes: u64,
-}
-
 /// A directory entered by a `D` record, with what to apply when it is left.
 struct Entered {
     path: PathBuf,
@@ -521,7 +510,7 @@ pub(crate) async fn receive_tree<W: Wire>(
                     }
                     Err(_) => tokio::fs::create_dir(&path).await.map_err(local("get", &path))?,
                 }
-                summary.dirs += 1;
+                summary.directories += 1;
                 entered.push(Entered { path, mode, times: times.take() });
             }
             Record::End => {
@@ -638,7 +627,7 @@ pub(crate) async fn send_tree<W: Wire>(
             }
             peer.send(dir_record(mode, &name)).await?;
             peer.ack().await?;
-            summary.dirs += 1;
+            summary.directories += 1;
             // Depth first, in name order, with the `E` after the contents.
             stack.push_front(Pending::Leave);
             for child in names.into_iter().rev() {
@@ -846,7 +835,7 @@ mod tests {
         let stream: &[u8] = b"D0755 0 top\nC0640 3 a\nabc\0D0700 0 sub\nC0600 0 e\n\0E\nE\n";
         let mut peer = Scripted::new(&[stream]);
         let summary = receive_tree(&mut peer, dir.path(), true, true).await.unwrap();
-        assert_eq!(summary, TreeSummary { files: 2, dirs: 2, bytes: 3 });
+        assert_eq!(summary, TreeSummary { files: 2, directories: 2, bytes: 3, skipped: 0 });
         assert_eq!(std::fs::read(dir.path().join("top/a")).unwrap(), b"abc");
         assert_eq!(std::fs::read(dir.path().join("top/sub/e")).unwrap(), b"");
         use std::os::unix::fs::PermissionsExt;
@@ -901,7 +890,7 @@ mod tests {
         std::fs::write(root.join("b/c"), b"CC").unwrap();
         let mut peer = Scripted::new(&[&[0u8; 16]]);
         let summary = send_tree(&mut peer, &root, false, 1024).await.unwrap();
-        assert_eq!(summary, TreeSummary { files: 2, dirs: 2, bytes: 3 });
+        assert_eq!(summary, TreeSummary { files: 2, directories: 2, bytes: 3, skipped: 0 });
         let text = String::from_utf8_lossy(&peer.wire.output).into_owned();
         let expected = "D0755 0 root\nC0644 1 a\nA\0D0755 0 b\nC0644 2 c\nCC\0E\nE\n";
         assert_eq!(text.replace("C0664", "C0644").replace("D0775", "D0755"), expected);
