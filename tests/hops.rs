@@ -76,6 +76,17 @@ impl Chain {
         self.dir.path().join("hosts.json")
     }
 
+    /// Edits `hosts.json` and starts a new lab over it (the old one's
+    /// connections close as it drops).
+    fn edit_inventory(&mut self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let mut inventory: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.hosts_file()).unwrap()).unwrap();
+        edit(&mut inventory);
+        std::fs::write(self.hosts_file(), inventory.to_string()).unwrap();
+        let inventory = Inventory::load(&[self.hosts_file()]).unwrap();
+        self.lab = Lab::new(Resolver::new(Registry::global().unwrap(), inventory, Settings::default()).unwrap());
+    }
+
     /// The last host of the chain, shared.
     fn last(&self) -> Arc<Host> {
         let ids = self.lab.resolver().host_ids();
@@ -218,17 +229,10 @@ async fn hosts_behind_one_hop_share_its_connection() {
     // Two hosts behind hop1: hop2's sshd, and a second sshd in hop2.
     let mut chain = Chain::start(&[HOP1, HOP2]).await;
     let second = tokio::task::spawn_blocking(|| Sshd::builder().netns(&HOP2).start()).await.unwrap().unwrap();
-    let mut inventory: serde_json::Value = serde_json::from_slice(&std::fs::read(chain.hosts_file()).unwrap()).unwrap();
-    inventory["second"] = second.inventory_entry();
-    inventory["second"]["hop"] = json!("hop1");
-    std::fs::write(chain.hosts_file(), inventory.to_string()).unwrap();
-    let resolver = Resolver::new(
-        Registry::global().unwrap(),
-        Inventory::load(&[chain.hosts_file()]).unwrap(),
-        Settings::default(),
-    )
-    .unwrap();
-    chain.lab = Lab::new(resolver);
+    chain.edit_inventory(|inventory| {
+        inventory["second"] = second.inventory_entry();
+        inventory["second"]["hop"] = json!("hop1");
+    });
 
     let (first, other) = (chain.lab.host("hop2").unwrap(), chain.lab.host("second").unwrap());
     let true_ = Command::new("true");
@@ -446,4 +450,32 @@ async fn a_target_that_refuses_behind_live_hops_is_a_typed_error_naming_the_hop(
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     // The hops themselves stay usable.
     chain.lab.host("hop2").unwrap().exec(&Command::new("true").check(true)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_hop_fails_pending_work_within_the_keepalive_window() {
+    let mut chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+    chain.edit_inventory(|inventory| {
+        for id in ["hop1", "hop2", "target"] {
+            inventory[id]["ssh_options"]["keepalive_interval"] = json!(1.0);
+            inventory[id]["ssh_options"]["keepalive_count_max"] = json!(2);
+        }
+    });
+    let target = chain.lab.host("target").unwrap();
+    target.exec(&Command::new("true").check(true)).await.unwrap();
+    let pending = {
+        let target = target.clone();
+        tokio::spawn(async move { target.exec(&Command::shell("sleep 60")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // hop1 stops answering without closing anything, like a pulled cable.
+    chain.sshds[0].freeze().unwrap();
+    let frozen = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(20), pending).await;
+    chain.sshds[0].thaw().unwrap();
+    let err = result.expect("the pending command must fail, not hang").unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionLost, "{err}");
+    assert!(frozen.elapsed() < Duration::from_secs(10), "took {:?}", frozen.elapsed());
+    // Once the hop answers again, the next use reconnects the whole chain.
+    assert_eq!(namespace_of(&target).await, "tether-target");
 }
