@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::json;
+use tether_core::conformance::{LocalEntry, local_tree};
 use tether_test_servers::Sshd;
 
 /// A private sshd and an inventory naming it `dut`.
@@ -100,24 +101,17 @@ const BYTES: u64 = BIG as u64 + 4 + 5 + 18;
 /// Every file (bytes) and directory (`None`) below `root`; links show as
 /// `Some("link")` so a copied one would be noticed.
 fn snapshot(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
-    let mut found = BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let kind = entry.file_type().unwrap();
-            let relative = entry.path().strip_prefix(root).unwrap().display().to_string();
-            if kind.is_dir() {
-                found.insert(relative, None);
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                found.insert(relative, Some(std::fs::read(entry.path()).unwrap()));
-            } else {
-                found.insert(relative, Some(b"link".to_vec()));
-            }
-        }
-    }
-    found
+    local_tree(root)
+        .into_iter()
+        .map(|(path, entry)| {
+            let value = match entry {
+                LocalEntry::File(bytes) => Some(bytes),
+                LocalEntry::Dir => None,
+                LocalEntry::Other => Some(b"link".to_vec()),
+            };
+            (path, value)
+        })
+        .collect()
 }
 
 /// The source as it should arrive: without its link.

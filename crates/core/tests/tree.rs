@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use tether_core::conformance::{LocalEntry, local_tree};
 use tether_core::memory::MemoryHost;
 use tether_core::{
     DirEntry, Error, ErrorKind, FileKind, FileTransfer, MAX_TREE_DEPTH, Metadata, PutOptions, Result, StatOptions,
@@ -63,25 +64,20 @@ fn make_tree(root: &Path) -> Vec<u8> {
     big
 }
 
-/// Files of the tree (links left out) by relative path, and its directories.
+/// Files of the tree by relative path, and its directories; a link or
+/// other special file fails the test (none may arrive).
 fn snapshot(root: &Path) -> (BTreeMap<String, Vec<u8>>, Vec<String>) {
     let mut files = BTreeMap::new();
     let mut dirs = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let kind = entry.file_type().unwrap();
-            let relative = entry.path().strip_prefix(root).unwrap().display().to_string();
-            if kind.is_dir() {
-                dirs.push(relative);
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                files.insert(relative, std::fs::read(entry.path()).unwrap());
+    for (path, entry) in local_tree(root) {
+        match entry {
+            LocalEntry::File(bytes) => {
+                files.insert(path, bytes);
             }
+            LocalEntry::Dir => dirs.push(path),
+            LocalEntry::Other => panic!("{path}: a link or special file arrived"),
         }
     }
-    dirs.sort();
     (files, dirs)
 }
 

@@ -53,6 +53,41 @@ pub fn refuse_connect(
     })
 }
 
+/// What [`local_tree`] found at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalEntry {
+    /// A regular file and its bytes.
+    File(Vec<u8>),
+    /// A directory.
+    Dir,
+    /// Anything else: a link, a pipe, a device (so a copied one is noticed).
+    Other,
+}
+
+/// Everything below the local directory `root`, by path relative to it,
+/// without following links: what tree-transfer tests compare.
+pub fn local_tree(root: &std::path::Path) -> std::collections::BTreeMap<String, LocalEntry> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read a test directory") {
+            let entry = entry.expect("read a test directory entry");
+            let kind = entry.file_type().expect("a test entry's type");
+            let relative = entry.path().strip_prefix(root).expect("below the root").display().to_string();
+            let found_entry = if kind.is_dir() {
+                pending.push(entry.path());
+                LocalEntry::Dir
+            } else if kind.is_file() {
+                LocalEntry::File(std::fs::read(entry.path()).expect("read a test file"))
+            } else {
+                LocalEntry::Other
+            };
+            found.insert(relative, found_entry);
+        }
+    }
+    found
+}
+
 /// Deterministic pseudo-random bytes (so a failure can be reproduced).
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
