@@ -328,6 +328,18 @@ impl Sshd {
         read_log(&self.log_path)
     }
 
+    /// A client run's status and output with this server's log, for the
+    /// message of an assertion about that run.
+    pub fn explain(&self, out: &std::process::Output) -> String {
+        format!(
+            "status {}\nstdout {:?}\nstderr {}\nsshd log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        )
+    }
+
     /// The pid of the listening sshd process, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -173,16 +173,6 @@ fn programs_in_a_namespace_see_the_same_rules() {
     assert!(stderr.contains("Network is unreachable"), "hop1 → target: {stderr}");
 }
 
-fn explain(out: &Output, sshd: &Sshd) -> String {
-    format!(
-        "status {}\nstdout {:?}\nstderr {}\nsshd log:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        sshd.log()
-    )
-}
-
 /// The OpenSSH client logs in hop by hop, and through the whole chain with
 /// `ProxyJump`, which is what the jump-host tests of the transports do.
 #[test]
@@ -192,7 +182,7 @@ fn openssh_jumps_through_the_chain() {
     assert!(hop2.known_hosts_line().starts_with(&format!("[198.18.2.2]:{} ssh-ed25519 ", hop2.port())));
 
     let out = hop1.ssh_command("printf ok").stdin(Stdio::null()).output().unwrap();
-    assert_eq!(out.stdout, b"ok", "root → hop1: {}", explain(&out, &hop1));
+    assert_eq!(out.stdout, b"ok", "root → hop1: {}", hop1.explain(&out));
     let out = netns::command_in(&HOP1, "ssh")
         .args(hop2.ssh_args())
         .arg(hop2.destination())
@@ -200,7 +190,7 @@ fn openssh_jumps_through_the_chain() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.stdout, b"ok", "hop1 → hop2: {}", explain(&out, &hop2));
+    assert_eq!(out.stdout, b"ok", "hop1 → hop2: {}", hop2.explain(&out));
 
     // Each server has its own client key and known_hosts file, so each hop
     // gets its own `Host` block.
@@ -219,7 +209,7 @@ fn openssh_jumps_through_the_chain() {
     let config_path = target.dir().join("ssh_config");
     fs::write(&config_path, config).unwrap();
     let out = Command::new("ssh").arg("-F").arg(&config_path).args(["target", "printf ok"]).output().unwrap();
-    assert_eq!(out.stdout, b"ok", "root → hop1 → hop2 → target: {}", explain(&out, &target));
+    assert_eq!(out.stdout, b"ok", "root → hop1 → hop2 → target: {}", target.explain(&out));
     // The target saw the connection come from hop2, its only neighbour.
     let accepted = format!("Accepted publickey for {} from {} port", target.user(), TARGET.previous_hop());
     assert!(target.log().contains(&accepted), "expected {accepted:?} in:\n{}", target.log());
@@ -292,7 +282,7 @@ fn password_auth_works_in_a_namespace() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.stdout, b"ok", "{}", explain(&out, &sshd));
+    assert_eq!(out.stdout, b"ok", "{}", sshd.explain(&out));
     assert!(sshd.log().contains(&format!("Accepted password for root from {}", HOP1.previous_hop())), "{}", sshd.log());
     drop(sshd);
     assert_eq!(fs::read("/etc/shadow").ok(), shadow_before, "the system's shadow file changed");

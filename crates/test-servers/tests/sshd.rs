@@ -30,16 +30,6 @@ fn ssh(sshd: &Sshd, known_hosts: &Path, remote_command: &str) -> Output {
         .expect("run the OpenSSH client (apt-get install openssh-client)")
 }
 
-fn explain(out: &Output, sshd: &Sshd) -> String {
-    format!(
-        "status {}\nstdout {:?}\nstderr {}\nsshd log:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        sshd.log()
-    )
-}
-
 #[test]
 fn openssh_client_runs_a_command() {
     let sshd = Sshd::start().expect("start sshd");
@@ -47,8 +37,8 @@ fn openssh_client_runs_a_command() {
     fs::write(known_hosts.path(), sshd.known_hosts_line() + "\n").unwrap();
 
     let out = ssh(&sshd, known_hosts.path(), "printf ok");
-    assert_eq!(out.stdout, b"ok", "{}", explain(&out, &sshd));
-    assert_eq!(out.status.code(), Some(0), "{}", explain(&out, &sshd));
+    assert_eq!(out.stdout, b"ok", "{}", sshd.explain(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", sshd.explain(&out));
 
     assert!(sshd.known_hosts_line().starts_with(&format!("[127.0.0.1]:{} ssh-ed25519 ", sshd.port())));
     assert_eq!(sshd.addr().to_string(), format!("127.0.0.1:{}", sshd.port()));
@@ -60,7 +50,7 @@ fn openssh_client_runs_a_command() {
 fn ssh_command_helper_works() {
     let sshd = Sshd::start().expect("start sshd");
     let out = sshd.ssh_command("printf ok").output().unwrap();
-    assert_eq!(out.stdout, b"ok", "{}", explain(&out, &sshd));
+    assert_eq!(out.stdout, b"ok", "{}", sshd.explain(&out));
     // ssh takes options only before the destination, so extra ones go after
     // `ssh_args`; AcceptEnv TETHER_* lets this variable through.
     let out = Command::new("ssh")
@@ -70,7 +60,7 @@ fn ssh_command_helper_works() {
         .arg("printf %s \"$TETHER_PROBE\"")
         .output()
         .unwrap();
-    assert_eq!(out.stdout, b"passed", "AcceptEnv TETHER_*: {}", explain(&out, &sshd));
+    assert_eq!(out.stdout, b"passed", "AcceptEnv TETHER_*: {}", sshd.explain(&out));
 }
 
 #[test]
@@ -82,7 +72,7 @@ fn wrong_host_key_is_refused() {
     fs::write(known_hosts.path(), format!("[127.0.0.1]:{} {}\n", sshd.port(), other.host_key_public())).unwrap();
 
     let out = ssh(&sshd, known_hosts.path(), "printf ok");
-    assert_eq!(out.status.code(), Some(255), "{}", explain(&out, &sshd));
+    assert_eq!(out.status.code(), Some(255), "{}", sshd.explain(&out));
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"), "{stderr}");
@@ -97,7 +87,7 @@ fn two_servers_run_side_by_side() {
     assert_ne!(first.dir(), second.dir());
     for sshd in [&first, &second] {
         let out = ssh(sshd, sshd.known_hosts_path(), "printf ok");
-        assert_eq!(out.stdout, b"ok", "{}", explain(&out, sshd));
+        assert_eq!(out.stdout, b"ok", "{}", sshd.explain(&out));
     }
 }
 
@@ -187,14 +177,14 @@ fn an_extra_client_key_is_accepted() {
 
     let sshd = Sshd::builder().authorize_key(public).start().expect("start sshd");
     let out = ssh_with_key(&sshd, &key);
-    assert_eq!(out.stdout, b"ok", "{}", explain(&out, &sshd));
+    assert_eq!(out.stdout, b"ok", "{}", sshd.explain(&out));
     assert!(sshd.log().contains("Accepted publickey for root from 127.0.0.1 port"), "{}", sshd.log());
     assert!(sshd.log().contains(": ECDSA SHA256:"), "the ECDSA key, not the generated one, logged in:\n{}", sshd.log());
 
     // Without `authorize_key`, the same key is refused.
     let plain = Sshd::start().expect("start sshd");
     let out = ssh_with_key(&plain, &key);
-    assert_eq!(out.status.code(), Some(255), "{}", explain(&out, &plain));
+    assert_eq!(out.status.code(), Some(255), "{}", plain.explain(&out));
 }
 
 fn ssh_with_key(sshd: &Sshd, key: &Path) -> Output {
@@ -246,13 +236,13 @@ fn password_auth_uses_a_private_password() {
     };
     for method in ["password", "keyboard-interactive"] {
         let out = login(method, &askpass);
-        assert_eq!(out.stdout, b"ok", "{method}: {}", explain(&out, &sshd));
+        assert_eq!(out.stdout, b"ok", "{method}: {}", sshd.explain(&out));
         let out = login(method, &wrong_askpass);
-        assert_eq!(out.status.code(), Some(255), "{method} with a wrong password: {}", explain(&out, &sshd));
+        assert_eq!(out.status.code(), Some(255), "{method} with a wrong password: {}", sshd.explain(&out));
     }
     // Keys still work next to passwords.
     let out = sshd.ssh_command("printf ok").output().unwrap();
-    assert_eq!(out.stdout, b"ok", "{}", explain(&out, &sshd));
+    assert_eq!(out.stdout, b"ok", "{}", sshd.explain(&out));
     drop(sshd);
     assert_eq!(fs::read("/etc/shadow").ok(), shadow_before, "the system's shadow file changed");
 }
@@ -308,6 +298,6 @@ fn the_sftp_subsystem_works() {
             child.wait_with_output()
         })
         .expect("run sftp (apt-get install openssh-client)");
-    assert_eq!(out.status.code(), Some(0), "{}", explain(&out, &sshd));
+    assert_eq!(out.status.code(), Some(0), "{}", sshd.explain(&out));
     assert_eq!(fs::read_to_string(&fetched).unwrap(), "hello over sftp");
 }
