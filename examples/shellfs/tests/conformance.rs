@@ -177,33 +177,13 @@ async fn misuse_gets_typed_errors() {
     assert_eq!(files.list(base).await.unwrap().len(), 1, "no temporary file is left");
 }
 
-/// A source that gives some bytes and then never ends.
-struct Stalled {
-    sent: bool,
-}
-
-impl tokio::io::AsyncRead for Stalled {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        if self.sent {
-            return std::task::Poll::Pending;
-        }
-        self.sent = true;
-        buf.put_slice(&[b'x'; 1000]);
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_put_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().to_str().unwrap();
     let files = shellfs().await;
     let path = format!("{base}/never");
-    let mut source = Stalled { sent: false };
+    let mut source = tether_core::conformance::StalledSource::default();
     let options = PutOptions::default();
     let put = files.put(&mut source, &path, &options);
     assert!(tokio::time::timeout(Duration::from_millis(500), put).await.is_err(), "the put cannot finish");

@@ -53,6 +53,29 @@ pub fn refuse_connect(
     })
 }
 
+/// A source that gives 1,000 bytes and then never ends (nor fails): a put
+/// fed from it can only finish by being cancelled, which is what tests of
+/// abandoned transfers need.
+#[derive(Debug, Default)]
+pub struct StalledSource {
+    sent: bool,
+}
+
+impl tokio::io::AsyncRead for StalledSource {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.sent {
+            return std::task::Poll::Pending;
+        }
+        self.sent = true;
+        buf.put_slice(&[b'x'; 1000]);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 /// What [`local_tree`] found at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalEntry {
