@@ -40,6 +40,8 @@ struct Chain {
     lab: Lab,
     sshds: Vec<Sshd>,
     dir: tempfile::TempDir,
+    /// The id of the host at the end of the chain.
+    last: &'static str,
 }
 
 impl Chain {
@@ -69,7 +71,8 @@ impl Chain {
         std::fs::write(&hosts_file, serde_json::Value::Object(inventory).to_string()).unwrap();
         let inventory = Inventory::load(&[hosts_file]).unwrap();
         let resolver = Resolver::new(Registry::global().unwrap(), inventory, Settings::default()).unwrap();
-        Chain { lab: Lab::new(resolver), sshds, dir }
+        let last = id_of(namespaces.last().expect("a chain has hosts"));
+        Chain { lab: Lab::new(resolver), sshds, dir, last }
     }
 
     fn hosts_file(&self) -> PathBuf {
@@ -89,9 +92,7 @@ impl Chain {
 
     /// The last host of the chain, shared.
     fn last(&self) -> Arc<Host> {
-        let ids = self.lab.resolver().host_ids();
-        let last = ids.iter().find(|id| self.lab.resolver().hop_chain(id).unwrap().len() == self.sshds.len() - 1);
-        self.lab.host(last.expect("a host at the end of the chain")).unwrap()
+        self.lab.host(self.last).unwrap()
     }
 
     /// A scratch directory on the far host (all namespaces share the file system).
@@ -125,9 +126,8 @@ async fn transport_through(namespaces: &[Namespace]) -> Guarded {
 
 async fn files_through(namespaces: &[Namespace], scheme: &str) -> FilesFixture {
     let chain = Chain::start(namespaces).await;
-    let id = id_of(namespaces.last().unwrap());
     let overrides = Overrides { transfer: Some(scheme.into()), ..Default::default() };
-    let host = Arc::new(chain.lab.host_with(id, &overrides).unwrap());
+    let host = Arc::new(chain.lab.host_with(chain.last, &overrides).unwrap());
     let files = host.files().await.expect("connect through the hops");
     let scratch = chain.scratch();
     let base = scratch.path().to_str().unwrap().to_string();

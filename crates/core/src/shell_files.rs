@@ -433,6 +433,20 @@ impl StagedPut {
     }
 }
 
+impl ShellFiles {
+    /// The size of `path` (links followed), which must be a regular file: a
+    /// device or a pipe could stream forever, and a directory has no bytes.
+    /// What a download checks before it starts, so it knows what to expect.
+    pub async fn regular_file_size(&self, operation: &str, path: &str) -> Result<u64> {
+        match self.stat(path, StatOptions { follow_links: true, sha512: false }).await? {
+            None => Err(Error::new(ErrorKind::NotFound, operation).with_context(path.to_string())),
+            Some(meta) if meta.kind == FileKind::File => Ok(meta.size),
+            Some(meta) => Err(Error::new(ErrorKind::InvalidInput, operation)
+                .with_context(format!("{path}: not a regular file ({:?})", meta.kind))),
+        }
+    }
+}
+
 #[async_trait]
 impl FileTransfer for ShellFiles {
     async fn put(
@@ -448,15 +462,7 @@ impl FileTransfer for ShellFiles {
 
     async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
         let path = checked("get", remote)?;
-        let expected = match self.stat(path, StatOptions { follow_links: true, sha512: false }).await? {
-            None => return Err(Error::new(ErrorKind::NotFound, "get").with_context(path.to_string())),
-            Some(meta) if meta.kind == FileKind::File => meta.size,
-            // A device or a pipe could stream forever; a directory has no bytes.
-            Some(meta) => {
-                return Err(Error::new(ErrorKind::InvalidInput, "get")
-                    .with_context(format!("{path}: not a regular file ({:?})", meta.kind)));
-            }
-        };
+        let expected = self.regular_file_size("get", path).await?;
         let script = format!("exec cat < {}", word(path));
         let mut process = self.inner.spawn(&command(&script)).await.map_err(|e| from_script("get", path, e))?;
         let Some(mut stdout) = process.stdout.take() else {

@@ -244,15 +244,7 @@ impl FileTransfer for ScpFiles {
 
     async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
         let path = checked("get", remote)?;
-        let expected = match self.shell.stat(path, StatOptions { follow_links: true, sha512: false }).await? {
-            None => return Err(Error::new(ErrorKind::NotFound, "get").with_context(path.to_string())),
-            Some(meta) if meta.kind == FileKind::File => meta.size,
-            // A device or a pipe could stream forever; a directory has no bytes.
-            Some(meta) => {
-                return Err(Error::new(ErrorKind::InvalidInput, "get")
-                    .with_context(format!("{path}: not a regular file ({:?})", meta.kind)));
-            }
-        };
+        let expected = self.shell.regular_file_size("get", path).await?;
         let line = format!("scp -f {}", word(path));
         let mut wire = ChannelWire::start(&self.session, "get", path, &line).await?;
         let mut peer = Peer::new(&mut wire);
