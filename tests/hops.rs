@@ -434,6 +434,58 @@ async fn the_cli_reaches_a_host_behind_two_hops_with_no_extra_flags() {
     );
 }
 
+/// `tether forward` through two hops: the printed local port reaches the
+/// target's sshd, an address the test process has no route to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_forwards_a_port_behind_two_hops() {
+    use std::io::{BufRead, BufReader};
+    let chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+    let destination = chain.sshds[2].addr().to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("--hosts")
+        .arg(chain.hosts_file())
+        .args(["forward", "target", &destination])
+        .env_remove("TETHER_HOSTS")
+        .env_remove("TETHER_SETTINGS")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the tether binary runs");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let port = line
+        .strip_prefix("listening on 127.0.0.1:")
+        .and_then(|rest| rest.split_once(' '))
+        .and_then(|(port, _)| port.parse::<u16>().ok());
+    let Some(port) = port else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("unexpected first line {line:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    assert!(line.trim_end().ends_with(&format!("→ {destination} through target")), "{line}");
+
+    let banner = tokio::task::spawn_blocking(move || {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut banner = String::new();
+        BufReader::new(stream).read_line(&mut banner).unwrap();
+        banner
+    })
+    .await
+    .unwrap();
+    assert!(banner.starts_with("SSH-2.0-OpenSSH"), "the target's sshd should answer: {banner:?}");
+
+    let interrupted = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    let waited =
+        tokio::time::timeout(Duration::from_secs(10), tokio::task::spawn_blocking(move || child.wait_with_output()));
+    let out = waited.await.expect("tether forward stops on Ctrl-C").unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_refuses_behind_live_hops_is_a_typed_error_naming_the_hop() {
     let mut chain = Chain::start(&[HOP1, HOP2, TARGET]).await;

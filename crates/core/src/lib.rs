@@ -8,7 +8,7 @@
 //!   [`Registry::global`] collects them.
 //! - [`memory::MemoryHost`] (scheme `mem`) is a complete in-memory transport
 //!   for tests.
-//! - With feature `conformance`, [`conformance`] holds the behaviour suite
+//! - With feature `conformance`, the `conformance` module holds the behaviour suite
 //!   every transport runs against itself.
 
 #![deny(missing_docs)]
