@@ -6,6 +6,9 @@
 //! - exec on a warm connection vs `ssh` through a ControlMaster;
 //! - 1,000 execs requested 100 at a time on one connection (Tether only:
 //!   zero failures and commands per second are the figures);
+//! - the same burst against a server that forks nothing
+//!   (`ssh/null_server.rs`), vs `ssh` through a ControlMaster 100 at a time:
+//!   what each client can do when sshd's own cost per command is gone;
 //! - fresh connect + auth + exec vs a fresh `ssh host true`;
 //! - bytes through an exec channel, up (`cat > /dev/null`) and down
 //!   (`cat FILE`), vs `ssh host …` with the same redirections;
@@ -16,9 +19,11 @@
 //! `cargo bench --bench ssh` runs the real sizes (1 GiB); `cargo test
 //! --benches`, `--quick` or `TETHER_BENCH_QUICK=1` a smoke pass;
 //! `TETHER_BENCH_FILE_MIB` changes the file size; `TETHER_BENCH_ONLY=warm,burst,
-//! fresh,stream,sftp,scp` picks parts; `TETHER_BENCH_MAX_SESSIONS` sets
+//! null,fresh,stream,sftp,scp` picks parts; `TETHER_BENCH_MAX_SESSIONS` sets
 //! another channel limit. Results go to BENCHMARKS.md.
 
+#[path = "ssh/null_server.rs"]
+mod null_server;
 mod support;
 
 use std::error::Error;
@@ -85,6 +90,9 @@ impl Bench {
         if wanted("burst") {
             self.burst(&transport, table)?;
         }
+        if wanted("null") {
+            self.burst_without_server_cost(table)?;
+        }
         if wanted("fresh") {
             self.fresh_connect(table)?;
         }
@@ -148,8 +156,20 @@ impl Bench {
 
     /// Runs `ssh ARGS… user@host REMOTE`, stdin and stdout as given.
     fn ssh(&self, extra: &[&str], remote: &str, stdin: Stdio, stdout: Stdio) -> BenchResult<()> {
+        self.ssh_with(&self.ssh_args(), extra, remote, stdin, stdout)
+    }
+
+    /// [`ssh`](Self::ssh) with other options before `extra`.
+    fn ssh_with(
+        &self,
+        args: &[OsString],
+        extra: &[&str],
+        remote: &str,
+        stdin: Stdio,
+        stdout: Stdio,
+    ) -> BenchResult<()> {
         let status = std::process::Command::new("ssh")
-            .args(self.ssh_args())
+            .args(args)
             .args(extra)
             .arg(self.destination())
             .arg(remote)
@@ -162,12 +182,12 @@ impl Bench {
         Ok(())
     }
 
-    fn warm_exec(&self, transport: &Arc<dyn Transport>, table: &mut Table) -> BenchResult<()> {
-        let control = self.dir.join("control");
+    /// Starts a ControlMaster (`-M -N -f`, backgrounded once authenticated)
+    /// with `args`, and gives the `-o ControlPath=…` that reaches it.
+    fn start_master(&self, args: &[OsString], control: &Path) -> BenchResult<String> {
         let control_opt = format!("ControlPath={}", control.display());
-        // The master: `-M -N -f` backgrounds once authenticated.
-        self.ssh(&["-M", "-N", "-f", "-o", &control_opt, "-o", "ControlPersist=yes"], "", Stdio::null(), Stdio::null())
-            .or_else(|_| -> BenchResult<()> { Ok(()) })?;
+        let extra = ["-M", "-N", "-f", "-o", &control_opt, "-o", "ControlPersist=yes"];
+        self.ssh_with(args, &extra, "", Stdio::null(), Stdio::null()).or_else(|_| -> BenchResult<()> { Ok(()) })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !control.exists() {
             if Instant::now() > deadline {
@@ -175,6 +195,11 @@ impl Bench {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(control_opt)
+    }
+
+    fn warm_exec(&self, transport: &Arc<dyn Transport>, table: &mut Table) -> BenchResult<()> {
+        let control_opt = self.start_master(&self.ssh_args(), &self.dir.join("control"))?;
         let warmup = self.mode.pick(20, 2);
         let iterations = self.mode.pick(200, 10);
         println!("warm exec: {warmup} warm-up + {iterations} timed runs of each, interleaved");
@@ -207,9 +232,22 @@ impl Bench {
     }
 
     fn burst(&self, transport: &Arc<dyn Transport>, table: &mut Table) -> BenchResult<()> {
-        let total = self.mode.pick(1000, 100);
-        let at_once = 100;
+        let (total, at_once) = (self.mode.pick(1000, 100), 100);
         println!("burst: {total} execs of `echo N`, {at_once} requested at a time");
+        let (rate, failures) = self.tether_burst(transport, total, at_once);
+        table.row(
+            &format!("{total} execs, {at_once} at a time"),
+            format!("{rate:.0} commands/s, {failures} failed"),
+            "(goal)",
+            "≥ 1000 commands/s, 0 failed".into(),
+            String::new(),
+        );
+        Ok(())
+    }
+
+    /// Runs `total` execs of `echo N`, `at_once` at a time, checking every
+    /// output; gives commands per second and how many failed.
+    fn tether_burst(&self, transport: &Arc<dyn Transport>, total: usize, at_once: usize) -> (f64, usize) {
         let started = Instant::now();
         let failures = self.rt.block_on(async {
             let mut failures = Vec::new();
@@ -237,17 +275,80 @@ impl Bench {
             }
             failures
         });
-        let elapsed = started.elapsed();
-        let rate = total as f64 / elapsed.as_secs_f64();
+        let rate = total as f64 / started.elapsed().as_secs_f64();
         if let Some(first) = failures.first() {
             println!("  first failure: {first}");
         }
+        (rate, failures.len())
+    }
+
+    /// The burst against [`null_server`], where a command costs the server
+    /// no fork: Tether on one connection vs `ssh` processes through one
+    /// ControlMaster, both 100 at a time.
+    fn burst_without_server_cost(&self, table: &mut Table) -> BenchResult<()> {
+        let server = null_server::start(&self.dir, CIPHER)?;
+        let known_hosts = self.dir.join("null_known_hosts");
+        std::fs::write(&known_hosts, format!("{}\n", server.known_hosts_line))?;
+        let mut host = self.host()?;
+        host.port = Some(server.addr.port());
+        host.options.set("ssh_options", "known_hosts", serde_json::json!([known_hosts]), OptionSource::Api)?;
+        let connection = self.rt.block_on(tether_transport_ssh::connect_host(&host))?;
+        let transport: Arc<dyn Transport> = connection.session();
+
+        let (total, at_once) = (self.mode.pick(1000, 100), 100);
+        println!("burst without server cost: {total} execs of `echo N`, {at_once} at a time, each client");
+        let (rate, failures) = self.tether_burst(&transport, total, at_once);
+        self.rt.block_on(connection.close())?;
+
+        // The harness's ssh options, pointed at the null server.
+        let mut args: Vec<OsString> = Vec::new();
+        let mut given = self.ssh_args().into_iter();
+        while let Some(arg) = given.next() {
+            let value = given.next().ok_or("ssh_args come in pairs")?;
+            let value = match (arg.to_str(), value.to_str()) {
+                (Some("-p"), _) => server.addr.port().to_string().into(),
+                (Some("-o"), Some(v)) if v.starts_with("UserKnownHostsFile=") => {
+                    format!("UserKnownHostsFile={}", known_hosts.display()).into()
+                }
+                _ => value,
+            };
+            args.extend([arg, value]);
+        }
+        let control_opt = self.start_master(&args, &self.dir.join("null_control"))?;
+        let started = Instant::now();
+        let mut openssh_failures = 0;
+        let mut next = 0;
+        while next < total {
+            let wave: Vec<_> = (next..(next + at_once).min(total))
+                .map(|i| {
+                    std::process::Command::new("ssh")
+                        .args(&args)
+                        .args(["-o", &control_opt])
+                        .arg(self.destination())
+                        .arg(format!("echo {i}"))
+                        .stdin(Stdio::null())
+                        .stderr(Stdio::null())
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .map(|child| (i, child))
+                })
+                .collect::<Result<_, _>>()?;
+            for (i, child) in wave {
+                let out = child.wait_with_output()?;
+                if !out.status.success() || out.stdout != format!("{i}\n").as_bytes() {
+                    openssh_failures += 1;
+                }
+            }
+            next += at_once;
+        }
+        let openssh_rate = total as f64 / started.elapsed().as_secs_f64();
+        let _ = self.ssh_with(&args, &["-o", &control_opt, "-O", "exit"], "", Stdio::null(), Stdio::null());
         table.row(
-            &format!("{total} execs, {at_once} at a time"),
-            format!("{rate:.0} commands/s, {} failed", failures.len()),
-            "(goal)",
-            "≥ 1000 commands/s, 0 failed".into(),
-            String::new(),
+            &format!("{total} execs, {at_once} at a time, server forks nothing"),
+            format!("{rate:.0} commands/s, {failures} failed"),
+            "ssh via ControlMaster, 100 processes at a time",
+            format!("{openssh_rate:.0} commands/s, {openssh_failures} failed"),
+            support::fmt_ratio(support::ratio(rate, openssh_rate), Better::Higher),
         );
         Ok(())
     }
