@@ -6,9 +6,10 @@
 //! - exec on a warm connection vs `ssh` through a ControlMaster;
 //! - 1,000 execs requested 100 at a time on one connection (Tether only:
 //!   zero failures and commands per second are the figures);
-//! - the same burst against a server that forks nothing
-//!   (`ssh/null_server.rs`), vs `ssh` through a ControlMaster 100 at a time:
-//!   what each client can do when sshd's own cost per command is gone;
+//! - warm exec and the burst again against a server that forks nothing
+//!   (`ssh/null_server.rs`), vs `ssh` through a ControlMaster (100 processes
+//!   at a time for the burst): each client's own cost, without sshd's fork
+//!   and `bash -c` per command;
 //! - fresh connect + auth + exec vs a fresh `ssh host true`;
 //! - bytes through an exec channel, up (`cat > /dev/null`) and down
 //!   (`cat FILE`), vs `ssh host …` with the same redirections;
@@ -91,7 +92,7 @@ impl Bench {
             self.burst(&transport, table)?;
         }
         if wanted("null") {
-            self.burst_without_server_cost(table)?;
+            self.without_server_cost(table)?;
         }
         if wanted("fresh") {
             self.fresh_connect(table)?;
@@ -199,10 +200,27 @@ impl Bench {
     }
 
     fn warm_exec(&self, transport: &Arc<dyn Transport>, table: &mut Table) -> BenchResult<()> {
-        let control_opt = self.start_master(&self.ssh_args(), &self.dir.join("control"))?;
+        let args = self.ssh_args();
+        let control_opt = self.start_master(&args, &self.dir.join("control"))?;
+        let compared = self.warm_compare(transport, &args, &control_opt, "", table);
+        let _ = self.ssh_with(&args, &["-o", &control_opt, "-O", "exit"], "", Stdio::null(), Stdio::null());
+        compared
+    }
+
+    /// Warm exec of `true`, Tether on `transport` and `ssh ARGS` through the
+    /// ControlMaster at `control_opt`, interleaved; a median and a p90 row
+    /// whose labels end with `label_suffix`.
+    fn warm_compare(
+        &self,
+        transport: &Arc<dyn Transport>,
+        args: &[OsString],
+        control_opt: &str,
+        label_suffix: &str,
+        table: &mut Table,
+    ) -> BenchResult<()> {
         let warmup = self.mode.pick(20, 2);
         let iterations = self.mode.pick(200, 10);
-        println!("warm exec: {warmup} warm-up + {iterations} timed runs of each, interleaved");
+        println!("warm exec{label_suffix}: {warmup} warm-up + {iterations} timed runs of each, interleaved");
         let command = Command::argv(["true"]);
         let (mut tether, mut openssh) = (Samples::new(), Samples::new());
         for i in 0..warmup + iterations {
@@ -210,18 +228,18 @@ impl Bench {
             if !out?.success() {
                 return Err("tether exec true failed".into());
             }
-            let (done, o) = support::time(|| self.ssh(&["-o", &control_opt], "true", Stdio::null(), Stdio::null()));
+            let (done, o) =
+                support::time(|| self.ssh_with(args, &["-o", control_opt], "true", Stdio::null(), Stdio::null()));
             done?;
             if i >= warmup {
                 tether.push(t);
                 openssh.push(o);
             }
         }
-        let _ = self.ssh(&["-o", &control_opt, "-O", "exit"], "", Stdio::null(), Stdio::null());
         for stat in [Stat::Median, Stat::P90] {
             let (t, o) = (tether.stat(stat), openssh.stat(stat));
             table.row(
-                &format!("warm exec `true`, {}", stat.label()),
+                &format!("warm exec `true`, {}{label_suffix}", stat.label()),
                 support::fmt_duration(t),
                 "ssh via ControlMaster",
                 support::fmt_duration(o),
@@ -282,10 +300,10 @@ impl Bench {
         (rate, failures.len())
     }
 
-    /// The burst against [`null_server`], where a command costs the server
-    /// no fork: Tether on one connection vs `ssh` processes through one
-    /// ControlMaster, both 100 at a time.
-    fn burst_without_server_cost(&self, table: &mut Table) -> BenchResult<()> {
+    /// Warm exec and the burst against [`null_server`], where a command
+    /// costs the server no fork: Tether on one connection vs `ssh` through
+    /// one ControlMaster (for the burst, 100 processes at a time).
+    fn without_server_cost(&self, table: &mut Table) -> BenchResult<()> {
         let server = null_server::start(&self.dir, CIPHER)?;
         let known_hosts = self.dir.join("null_known_hosts");
         std::fs::write(&known_hosts, format!("{}\n", server.known_hosts_line))?;
@@ -294,11 +312,6 @@ impl Bench {
         host.options.set("ssh_options", "known_hosts", serde_json::json!([known_hosts]), OptionSource::Api)?;
         let connection = self.rt.block_on(tether_transport_ssh::connect_host(&host))?;
         let transport: Arc<dyn Transport> = connection.session();
-
-        let (total, at_once) = (self.mode.pick(1000, 100), 100);
-        println!("burst without server cost: {total} execs of `echo N`, {at_once} at a time, each client");
-        let (rate, failures) = self.tether_burst(&transport, total, at_once);
-        self.rt.block_on(connection.close())?;
 
         // The harness's ssh options, pointed at the null server.
         let mut args: Vec<OsString> = Vec::new();
@@ -315,15 +328,45 @@ impl Bench {
             args.extend([arg, value]);
         }
         let control_opt = self.start_master(&args, &self.dir.join("null_control"))?;
+        let measured =
+            self.warm_compare(&transport, &args, &control_opt, ", server forks nothing", table).and_then(|()| {
+                let (total, at_once) = (self.mode.pick(1000, 100), 100);
+                println!("burst, server forks nothing: {total} execs of `echo N`, {at_once} at a time, each client");
+                let (rate, failures) = self.tether_burst(&transport, total, at_once);
+                let (openssh_rate, openssh_failures) = self.openssh_burst(&args, &control_opt, total, at_once)?;
+                table.row(
+                    &format!("{total} execs, {at_once} at a time, server forks nothing"),
+                    format!("{rate:.0} commands/s, {failures} failed"),
+                    "ssh via ControlMaster, 100 processes at a time",
+                    format!("{openssh_rate:.0} commands/s, {openssh_failures} failed"),
+                    support::fmt_ratio(support::ratio(rate, openssh_rate), Better::Higher),
+                );
+                Ok(())
+            });
+        let _ = self.ssh_with(&args, &["-o", &control_opt, "-O", "exit"], "", Stdio::null(), Stdio::null());
+        self.rt.block_on(connection.close())?;
+        measured
+    }
+
+    /// `total` `ssh … echo N` processes through the ControlMaster at
+    /// `control_opt`, `at_once` at a time, each output checked; gives
+    /// commands per second and how many failed.
+    fn openssh_burst(
+        &self,
+        args: &[OsString],
+        control_opt: &str,
+        total: usize,
+        at_once: usize,
+    ) -> BenchResult<(f64, usize)> {
         let started = Instant::now();
-        let mut openssh_failures = 0;
+        let mut failures = 0;
         let mut next = 0;
         while next < total {
             let wave: Vec<_> = (next..(next + at_once).min(total))
                 .map(|i| {
                     std::process::Command::new("ssh")
-                        .args(&args)
-                        .args(["-o", &control_opt])
+                        .args(args)
+                        .args(["-o", control_opt])
                         .arg(self.destination())
                         .arg(format!("echo {i}"))
                         .stdin(Stdio::null())
@@ -336,21 +379,12 @@ impl Bench {
             for (i, child) in wave {
                 let out = child.wait_with_output()?;
                 if !out.status.success() || out.stdout != format!("{i}\n").as_bytes() {
-                    openssh_failures += 1;
+                    failures += 1;
                 }
             }
             next += at_once;
         }
-        let openssh_rate = total as f64 / started.elapsed().as_secs_f64();
-        let _ = self.ssh_with(&args, &["-o", &control_opt, "-O", "exit"], "", Stdio::null(), Stdio::null());
-        table.row(
-            &format!("{total} execs, {at_once} at a time, server forks nothing"),
-            format!("{rate:.0} commands/s, {failures} failed"),
-            "ssh via ControlMaster, 100 processes at a time",
-            format!("{openssh_rate:.0} commands/s, {openssh_failures} failed"),
-            support::fmt_ratio(support::ratio(rate, openssh_rate), Better::Higher),
-        );
-        Ok(())
+        Ok((total as f64 / started.elapsed().as_secs_f64(), failures))
     }
 
     fn fresh_connect(&self, table: &mut Table) -> BenchResult<()> {
