@@ -386,18 +386,22 @@ async fn a_hop_dying_mid_get_fails_typed_and_leaves_no_local_file() {
     }
 }
 
+/// `tether --hosts HOSTS ARGS…` as a user runs it, with nothing on stdin.
 fn tether(hosts: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+    tether_command(hosts, args).stdin(std::process::Stdio::null()).output().expect("the tether binary runs")
+}
+
+fn tether_command(hosts: &Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tether"));
+    command
         .arg("--hosts")
         .arg(hosts)
         .args(args)
         .env_remove("TETHER_HOSTS")
         .env_remove("TETHER_SETTINGS")
         .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("the tether binary runs")
+        .current_dir(std::env::temp_dir());
+    command
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,6 +438,28 @@ async fn the_cli_reaches_a_host_behind_two_hops_with_no_extra_flags() {
     );
 }
 
+/// `tether shell` through two hops: the interactive session runs in the
+/// target's namespace and its exit code comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_opens_a_shell_behind_two_hops() {
+    use std::io::Write;
+    let chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+    let mut child = tether_command(&chain.hosts_file(), &["shell", "target"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the tether binary runs");
+    // The PTY echoes the input line; only the shell's expansion reads `ns=tether-target`.
+    child.stdin.take().unwrap().write_all(b"echo ns=$(ip netns identify $$)\nexit 7\n").unwrap();
+    let waited =
+        tokio::time::timeout(Duration::from_secs(30), tokio::task::spawn_blocking(move || child.wait_with_output()));
+    let out = waited.await.expect("the shell ends after `exit`").unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ns=tether-target"), "{stdout}");
+}
+
 /// `tether forward` through two hops: the printed local port reaches the
 /// target's sshd, an address the test process has no route to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,13 +467,7 @@ async fn the_cli_forwards_a_port_behind_two_hops() {
     use std::io::{BufRead, BufReader};
     let chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
     let destination = chain.sshds[2].addr().to_string();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
-        .arg("--hosts")
-        .arg(chain.hosts_file())
-        .args(["forward", "target", &destination])
-        .env_remove("TETHER_HOSTS")
-        .env_remove("TETHER_SETTINGS")
-        .env_remove("RUST_LOG")
+    let mut child = tether_command(&chain.hosts_file(), &["forward", "target", &destination])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
