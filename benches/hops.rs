@@ -36,10 +36,11 @@
 mod support;
 
 use std::error::Error;
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use support::{Better, Mode, Samples, Stat, Table};
@@ -254,29 +255,9 @@ impl Bench {
 
     fn warm_exec(&self, route: &Route, table: &mut Table) -> BenchResult<()> {
         let host = self.lab.host(route.id)?;
-        let control = self.dir.join(format!("cm-{}", route.id));
-        let control_opt = format!("ControlPath={}", control.display());
-        // The master: `-M -N -f` backgrounds once authenticated; its jumps
-        // run as its ProxyJump children for as long as it lives. Its stderr
-        // goes to a file: the backgrounded master would hold a pipe open.
-        let master_log = self.dir.join(format!("cm-{}.log", route.id));
-        let status = std::process::Command::new("ssh")
-            .arg("-F")
-            .arg(&self.ssh_config)
-            .args(["-M", "-N", "-f", "-o", &control_opt, "-o", "ControlPersist=120"])
-            .arg(route.id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&master_log)?)
-            .status()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !control.exists() {
-            if !status.success() || Instant::now() > deadline {
-                let log = std::fs::read_to_string(&master_log).unwrap_or_default();
-                return Err(format!("the ControlMaster for {} did not start ({status}): {log}", route.id).into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let args = [OsString::from("-F"), self.ssh_config.clone().into_os_string()];
+        // Its jumps run as its ProxyJump children for as long as it lives.
+        let control_opt = support::start_control_master(&args, route.id, &self.dir.join(format!("cm-{}", route.id)))?;
         let warmup = self.mode.pick(20, 2);
         let iterations = self.mode.pick(200, 10);
         println!(

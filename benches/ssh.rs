@@ -183,25 +183,9 @@ impl Bench {
         Ok(())
     }
 
-    /// Starts a ControlMaster (`-M -N -f`, backgrounded once authenticated)
-    /// with `args`, and gives the `-o ControlPath=…` that reaches it.
-    fn start_master(&self, args: &[OsString], control: &Path) -> BenchResult<String> {
-        let control_opt = format!("ControlPath={}", control.display());
-        let extra = ["-M", "-N", "-f", "-o", &control_opt, "-o", "ControlPersist=yes"];
-        self.ssh_with(args, &extra, "", Stdio::null(), Stdio::null()).or_else(|_| -> BenchResult<()> { Ok(()) })?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !control.exists() {
-            if Instant::now() > deadline {
-                return Err("the ControlMaster did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(control_opt)
-    }
-
     fn warm_exec(&self, transport: &Arc<dyn Transport>, table: &mut Table) -> BenchResult<()> {
         let args = self.ssh_args();
-        let control_opt = self.start_master(&args, &self.dir.join("control"))?;
+        let control_opt = support::start_control_master(&args, &self.destination(), &self.dir.join("control"))?;
         let compared = self.warm_compare(transport, &args, &control_opt, "", table);
         let _ = self.ssh_with(&args, &["-o", &control_opt, "-O", "exit"], "", Stdio::null(), Stdio::null());
         compared
@@ -327,7 +311,7 @@ impl Bench {
             };
             args.extend([arg, value]);
         }
-        let control_opt = self.start_master(&args, &self.dir.join("null_control"))?;
+        let control_opt = support::start_control_master(&args, &self.destination(), &self.dir.join("null_control"))?;
         let measured =
             self.warm_compare(&transport, &args, &control_opt, ", server forks nothing", table).and_then(|()| {
                 let (total, at_once) = (self.mode.pick(1000, 100), 100);

@@ -356,6 +356,37 @@ pub fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> io::Result<()> {
     }
 }
 
+/// Starts an OpenSSH ControlMaster, `ssh ARGS… -M -N -f DESTINATION`, which
+/// backgrounds once authenticated, and waits for its socket at `control`.
+/// Gives the `ControlPath=…` option that reaches it. The master's stderr goes
+/// to `control` plus `.log` (a backgrounded master would hold a pipe open)
+/// and is quoted if it fails. `ControlPersist=120` lets a master that a
+/// crashed bench left behind go away by itself.
+pub fn start_control_master(args: &[std::ffi::OsString], destination: &str, control: &Path) -> io::Result<String> {
+    let control_opt = format!("ControlPath={}", control.display());
+    let mut log_path = control.as_os_str().to_owned();
+    log_path.push(".log");
+    let status = Command::new("ssh")
+        .args(args)
+        .args(["-M", "-N", "-f", "-o", &control_opt, "-o", "ControlPersist=120"])
+        .arg(destination)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&log_path)?)
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !control.exists() {
+        if !status.success() || Instant::now() > deadline {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(io::Error::other(format!(
+                "the ControlMaster for {destination} did not start ({status}): {log}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(control_opt)
+}
+
 /// Flushes dirty pages between timed runs (outside the timing), so one
 /// contender's writeback does not land in the next one's measurement.
 pub fn sync_filesystems() -> io::Result<()> {
