@@ -108,7 +108,7 @@ fn main() -> BenchResult<()> {
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let lab = Lab::new(Resolver::new(
-        Registry::global()?,
+        Registry::global(),
         Inventory::load(&[write_inventory(dir.path(), &sshds)?])?,
         Settings::default(),
     )?);

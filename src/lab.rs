@@ -21,7 +21,7 @@ impl Lab {
     /// preferences from `settings`, else `TETHER_SETTINGS`, else
     /// `./.tether/settings.toml` if present.
     pub fn discover(hosts_files: &[PathBuf], settings: Option<&Path>) -> Result<Self> {
-        Ok(Self::new(Resolver::discover(Registry::global()?, hosts_files, settings)?))
+        Ok(Self::new(Resolver::discover(Registry::global(), hosts_files, settings)?))
     }
 
     /// A lab over a resolver of the caller's.

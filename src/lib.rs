@@ -30,3 +30,25 @@ pub use tether_transport_local as local;
 /// The `ssh` transport (feature `ssh`).
 #[cfg(feature = "ssh")]
 pub use tether_transport_ssh as ssh;
+
+/// The options tables of Tether's transports that this build leaves out.
+/// An inventory shared between builds may carry them: they are kept
+/// unchecked instead of being refused as typos, and each crate's own entry
+/// takes over once its feature is on.
+mod reserved_tables {
+    use tether_core::{ReservedTable, inventory};
+
+    #[cfg(not(feature = "ssh"))]
+    inventory::submit! { ReservedTable::new("ssh_options", "ssh") }
+    #[cfg(not(feature = "ssh"))]
+    inventory::submit! { ReservedTable::new("sftp_options", "ssh") }
+    #[cfg(not(feature = "ssh"))]
+    inventory::submit! { ReservedTable::new("scp_options", "ssh") }
+    #[cfg(not(feature = "local"))]
+    inventory::submit! { ReservedTable::new("local_options", "local") }
+    // The telnet, ftp and nc crates are still to come: until they land their
+    // tables are reserved whatever the features say.
+    inventory::submit! { ReservedTable::new("telnet_options", "telnet") }
+    inventory::submit! { ReservedTable::new("ftp_options", "ftp") }
+    inventory::submit! { ReservedTable::new("nc_options", "nc") }
+}

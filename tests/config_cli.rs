@@ -270,6 +270,36 @@ fn errors_name_the_source_and_the_nearest_key() {
     );
 }
 
+/// Values of the right type that no connection could use are refused when
+/// the host is resolved, before anything connects, naming the layer.
+#[test]
+fn unusable_values_are_refused_by_config_naming_their_layer() {
+    let lab = Lab::new();
+    assert_error(
+        &lab.run(&["-o", "local_options.connect_timeout=-1", "config", "dut"]),
+        "options on dut: invalid configuration: `local_options.connect_timeout` from command line \
+         must be a positive number of seconds, not -1",
+    );
+    std::fs::write(&lab.hosts, r#"{"dut": {"term": "ssh", "ssh_options": {"max_sessions": 0}}}"#).unwrap();
+    assert_error(
+        &lab.run(&["config", "dut"]),
+        &format!(
+            "options on dut: invalid configuration: `ssh_options.max_sessions` from {} must be at least 1",
+            lab.hosts_source()
+        ),
+    );
+    std::fs::write(&lab.hosts, r#"{"dut": {"term": "ssh"}}"#).unwrap();
+    std::fs::write(&lab.settings, "[host_preferences.\"dut\".sftp_options]\nread_requests = 0\n").unwrap();
+    assert_error(
+        &lab.run(&["config", "dut"]),
+        &format!(
+            "options on dut: invalid configuration: `sftp_options.read_requests` from settings.toml {} \
+             [host_preferences.\"dut\"] must be between 1 and 1024",
+            lab.settings.display()
+        ),
+    );
+}
+
 #[test]
 fn missing_explicit_files_are_errors_and_missing_defaults_are_not() {
     let lab = Lab::new();

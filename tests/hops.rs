@@ -25,6 +25,8 @@ use tether_core::conformance::{FilesFixture, random_bytes};
 use tether_test_servers::Sshd;
 use tether_test_servers::netns::{self, HOP1, HOP2, Namespace, TARGET};
 use tokio::io::{AsyncRead, ReadBuf};
+// Files over the host's own SSH connection, through its hops.
+use tether_example_shellfs as _;
 
 /// Longest a transfer may take to fail once a hop is gone.
 const FAILS_WITHIN: Duration = Duration::from_secs(30);
@@ -70,7 +72,7 @@ impl Chain {
         let hosts_file = dir.path().join("hosts.json");
         std::fs::write(&hosts_file, serde_json::Value::Object(inventory).to_string()).unwrap();
         let inventory = Inventory::load(&[hosts_file]).unwrap();
-        let resolver = Resolver::new(Registry::global().unwrap(), inventory, Settings::default()).unwrap();
+        let resolver = Resolver::new(Registry::global(), inventory, Settings::default()).unwrap();
         let last = id_of(namespaces.last().expect("a chain has hosts"));
         Chain { lab: Lab::new(resolver), sshds, dir, last }
     }
@@ -87,7 +89,7 @@ impl Chain {
         edit(&mut inventory);
         std::fs::write(self.hosts_file(), inventory.to_string()).unwrap();
         let inventory = Inventory::load(&[self.hosts_file()]).unwrap();
-        self.lab = Lab::new(Resolver::new(Registry::global().unwrap(), inventory, Settings::default()).unwrap());
+        self.lab = Lab::new(Resolver::new(Registry::global(), inventory, Settings::default()).unwrap());
     }
 
     /// The last host of the chain, shared.
@@ -180,6 +182,48 @@ mod two_hops {
         }
         tether_core::files_conformance!(files);
     }
+}
+
+/// `shellfs` borrows the target's one SSH connection, so it follows the same
+/// two hops: the whole files suite over it.
+mod shellfs_two_hops {
+    use super::*;
+    async fn files() -> FilesFixture {
+        files_through(&[HOP1, HOP2, TARGET], "shellfs").await
+    }
+    tether_core::files_conformance!(files);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shellfs_over_ssh_behind_two_hops_uses_the_one_connection() {
+    let chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+    let overrides = Overrides { transfer: Some("shellfs".into()), ..Default::default() };
+    let host = chain.lab.host_with("target", &overrides).unwrap();
+    assert_eq!(host.config().term, "ssh");
+    // Commands first: the connection it will share is the target's own.
+    assert_eq!(namespace_of(&host).await, "tether-target");
+    assert_eq!(logins(&chain.sshds[2]), 1, "{}", chain.sshds[2].log());
+
+    let scratch = chain.scratch();
+    let local = scratch.path().join("source");
+    let data = random_bytes(3 << 20, 77);
+    std::fs::write(&local, &data).unwrap();
+    let remote = scratch.path().join("moved by shellfs");
+    let remote = remote.to_str().unwrap();
+    let options = PutOptions { mode: Some(0o640), ..Default::default() };
+    assert_eq!(host.put_file(&local, remote, &options, false, None).await.unwrap(), data.len() as u64);
+    let back = scratch.path().join("back");
+    assert_eq!(host.get_file(remote, &back, None).await.unwrap(), data.len() as u64);
+    assert!(std::fs::read(&back).unwrap() == data, "content differs after a round trip over shellfs");
+    // The transfer's commands ran on the target, as its SSH user, in its namespace.
+    let listed = host.exec(&Command::argv(["stat", "-c", "%a %s", remote]).check(true)).await.unwrap();
+    assert_eq!(listed.stdout_lossy(), format!("640 {}\n", data.len()));
+
+    // Exec and files together made exactly one login on the target, and one on each hop.
+    for (index, sshd) in chain.sshds.iter().enumerate() {
+        assert_eq!(logins(sshd), 1, "host {index} of the chain: {}", sshd.log());
+    }
+    chain.lab.close().await.unwrap();
 }
 
 /// The same `hostname`-like proof from every host: which namespace a

@@ -48,8 +48,11 @@ pub(crate) fn hosts(context: &Context) -> Result<u8, Error> {
     Ok(0)
 }
 
+/// The registered schemes, then any refused at registration with why (a
+/// scheme two plugins claim is unusable, the others still work).
 pub(crate) fn schemes(context: &Context) -> Result<u8, Error> {
-    let plugins: Vec<_> = context.lab.resolver().registry().plugins().collect();
+    let registry = context.lab.resolver().registry();
+    let plugins: Vec<_> = registry.plugins().collect();
     if context.json {
         let rows = plugins
             .iter()
@@ -62,21 +65,26 @@ pub(crate) fn schemes(context: &Context) -> Result<u8, Error> {
                     "description": p.description,
                 })
             })
+            .chain(registry.problems().map(|(scheme, why)| serde_json::json!({"scheme": scheme, "error": why})))
             .collect();
         print_json(&serde_json::Value::Array(rows))?;
         return Ok(0);
     }
-    let table: Vec<[String; 4]> = plugins
-        .iter()
-        .map(|p| {
-            [
-                p.scheme.to_string(),
-                p.capabilities.to_string(),
-                p.options.map(|o| o.table).unwrap_or("-").to_string(),
-                p.description.to_string(),
-            ]
-        })
-        .collect();
+    let table: Vec<[String; 4]> =
+        plugins
+            .iter()
+            .map(|p| {
+                [
+                    p.scheme.to_string(),
+                    p.capabilities.to_string(),
+                    p.options.map(|o| o.table).unwrap_or("-").to_string(),
+                    p.description.to_string(),
+                ]
+            })
+            .chain(registry.problems().map(|(scheme, why)| {
+                [scheme.to_string(), "-".to_string(), "-".to_string(), format!("unusable: {why}")]
+            }))
+            .collect();
     print_table(["SCHEME", "CAPABILITIES", "OPTIONS", "DESCRIPTION"], &table);
     Ok(0)
 }

@@ -110,10 +110,7 @@ impl ResolvedOptions {
         let map = self.tables.get(table).cloned().unwrap_or_default();
         serde_path_to_error::deserialize(serde_json::Value::Object(map)).map_err(|e| {
             let message = e.inner().to_string();
-            let source_of = |key: &str| match self.sources.get(&(table.to_string(), key.to_string())) {
-                Some(source) => source.to_string(),
-                None => "the configuration".to_string(),
-            };
+            let source_of = |key: &str| self.source_of(table, key);
             // serde names an unknown field and the ones it expected; any other
             // error comes with the path of the offending value.
             let context = match message.strip_prefix("unknown field `") {
@@ -134,6 +131,25 @@ impl ResolvedOptions {
             };
             Error::new(ErrorKind::InvalidConfig, "options").with_context(context)
         })
+    }
+
+    /// The error for a value that has the right shape but no usable meaning:
+    /// names the key and the layer its value came from.
+    pub fn invalid(&self, table: &str, problem: &crate::registry::InvalidOption) -> Error {
+        let context = if problem.key.is_empty() {
+            format!("{table}: {}", problem.why)
+        } else {
+            format!("`{table}.{}` from {} {}", problem.key, self.source_of(table, &problem.key), problem.why)
+        };
+        Error::new(ErrorKind::InvalidConfig, "options").with_context(context)
+    }
+
+    /// Where `table.key` came from, as a phrase for an error message.
+    fn source_of(&self, table: &str, key: &str) -> String {
+        match self.sources.get(&(table.to_string(), key.to_string())) {
+            Some(source) => source.to_string(),
+            None => "the configuration".to_string(),
+        }
     }
 
     /// The names of the tables that have keys.

@@ -9,7 +9,8 @@ use crate::config::HostConfig;
 use crate::dial::Dialer;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::FileTransfer;
-use crate::registry::{ConnectRequest, Registry};
+use crate::host::HostConnections;
+use crate::registry::Registry;
 use crate::transport::Transport;
 use crate::tunnel::Tunnel;
 
@@ -85,6 +86,59 @@ impl Connection for ConnectionParts {
     }
 }
 
+/// What a plugin's connect function receives.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectRequest {
+    /// The host to reach.
+    pub host: Arc<HostConfig>,
+    /// The scheme being connected (one plugin may serve several).
+    pub scheme: &'static str,
+    /// How to reach the host's address: open the connection's byte stream
+    /// with it (directly, or through the host's hop).
+    pub dialer: Dialer,
+    /// The host's own connections of other schemes, for a plugin that builds
+    /// on one (files over the host's command transport, netcat, …).
+    pub connections: HostConnections,
+}
+
+impl ConnectRequest {
+    /// A request for `scheme` on `host`, reached the way `context` says.
+    pub fn new(host: Arc<HostConfig>, scheme: &'static str, context: ConnectContext) -> Self {
+        ConnectRequest { host, scheme, dialer: context.dialer, connections: context.connections }
+    }
+
+    /// A request for `scheme` on `host`, dialed directly, with no host to
+    /// lend other connections (asking for one is a configuration error).
+    pub fn direct(host: Arc<HostConfig>, scheme: &'static str) -> Self {
+        ConnectRequest::new(host, scheme, ConnectContext::direct())
+    }
+}
+
+/// How a [`crate::Host`] asks its factory to reach the host: the dialer of
+/// its hop chain and its own connections, handed on to the plugin in its
+/// [`ConnectRequest`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectContext {
+    /// How to reach the host's address.
+    pub dialer: Dialer,
+    /// The host's other connections.
+    pub connections: HostConnections,
+}
+
+impl ConnectContext {
+    /// Dialed directly, with no host behind it.
+    pub fn direct() -> Self {
+        ConnectContext { dialer: Dialer::direct(), connections: HostConnections::detached() }
+    }
+
+    /// Reached through `dialer`, lending `connections`.
+    pub fn new(dialer: Dialer, connections: HostConnections) -> Self {
+        ConnectContext { dialer, connections }
+    }
+}
+
 /// Opens connections for a [`crate::Host`]. The default uses the plugin
 /// registry; tests inject their own to count, fail or fake connections.
 #[async_trait]
@@ -92,9 +146,14 @@ pub trait ConnectionFactory: Send + Sync + fmt::Debug {
     /// Schemes with the same key share one connection per host.
     fn connection_key(&self, scheme: &str) -> Result<String>;
 
-    /// Opens a connection to `host` for `scheme`, reaching its address
-    /// through `dialer`.
-    async fn connect(&self, host: Arc<HostConfig>, scheme: &str, dialer: Dialer) -> Result<Arc<dyn Connection>>;
+    /// Opens a connection to `host` for `scheme`, reaching its address the
+    /// way `context` says.
+    async fn connect(
+        &self,
+        host: Arc<HostConfig>,
+        scheme: &str,
+        context: ConnectContext,
+    ) -> Result<Arc<dyn Connection>>;
 }
 
 /// The factory that asks the registry's plugins.
@@ -105,8 +164,8 @@ pub struct RegistryFactory {
 
 impl RegistryFactory {
     /// A factory over the global registry.
-    pub fn global() -> Result<Self> {
-        Ok(RegistryFactory { registry: Registry::global()? })
+    pub fn global() -> Self {
+        RegistryFactory { registry: Registry::global() }
     }
 
     /// A factory over a registry of the caller's (leaked: registries live for
@@ -122,11 +181,16 @@ impl ConnectionFactory for RegistryFactory {
         Ok(self.registry.get(scheme)?.connection_key.to_string())
     }
 
-    async fn connect(&self, host: Arc<HostConfig>, scheme: &str, dialer: Dialer) -> Result<Arc<dyn Connection>> {
+    async fn connect(
+        &self,
+        host: Arc<HostConfig>,
+        scheme: &str,
+        context: ConnectContext,
+    ) -> Result<Arc<dyn Connection>> {
         let plugin = self.registry.get(scheme)?;
         if let Some(spec) = &plugin.options {
             spec.validate(&host.options)?;
         }
-        (plugin.connect)(ConnectRequest { host, scheme: plugin.scheme, dialer }).await
+        (plugin.connect)(ConnectRequest::new(host, plugin.scheme, context)).await
     }
 }

@@ -2,13 +2,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::command::{Command, Output};
 use crate::config::HostConfig;
-use crate::connection::{Connection, ConnectionFactory, RegistryFactory};
+use crate::connection::{ConnectContext, Connection, ConnectionFactory, RegistryFactory};
 use crate::dial::Dialer;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::{FileTransfer, Metadata, Progress, PutOptions, StatOptions, get_file, put_file};
@@ -33,58 +33,67 @@ type Slot = Arc<AsyncMutex<Option<Arc<dyn Connection>>>>;
 /// shared: closing this host leaves its hop open for the other hosts behind it.
 #[derive(Debug)]
 pub struct Host {
+    shared: Arc<Shared>,
+}
+
+/// What a [`Host`] and the [`HostConnections`] it lends to plugins share.
+#[derive(Debug)]
+struct Shared {
     config: Arc<HostConfig>,
     factory: Arc<dyn ConnectionFactory>,
     slots: Mutex<HashMap<String, Slot>>,
-    hop: Option<Arc<Host>>,
+    hop: OnceLock<Arc<Host>>,
 }
 
 impl Host {
     /// A host whose connections come from the plugin registry.
     pub fn new(config: HostConfig) -> Result<Self> {
-        Ok(Self::with_factory(config, Arc::new(RegistryFactory::global()?)))
+        Ok(Self::with_factory(config, Arc::new(RegistryFactory::global())))
     }
 
     /// A host whose connections come from `factory` (tests inject one here).
     pub fn with_factory(config: HostConfig, factory: Arc<dyn ConnectionFactory>) -> Self {
-        Host { config: Arc::new(config), factory, slots: Mutex::new(HashMap::new()), hop: None }
+        let shared =
+            Shared { config: Arc::new(config), factory, slots: Mutex::new(HashMap::new()), hop: OnceLock::new() };
+        Host { shared: Arc::new(shared) }
     }
 
     /// Attaches the host this one is reached through; it must be the one the
     /// configuration names as `hop`.
-    pub fn with_hop(mut self, hop: Arc<Host>) -> Result<Self> {
-        match self.config.hop.as_deref() {
+    pub fn with_hop(self, hop: Arc<Host>) -> Result<Self> {
+        let refuse =
+            |why: String| Error::new(ErrorKind::InvalidConfig, "attach hop").with_host(self.id()).with_context(why);
+        match self.shared.config.hop.as_deref() {
             Some(id) if id == hop.id() => {
-                self.hop = Some(hop);
-                Ok(self)
+                let hop_id = hop.id().to_string();
+                match self.shared.hop.set(hop) {
+                    Ok(()) => Ok(self),
+                    Err(_) => Err(refuse(format!("a hop is attached already; `{hop_id}` cannot replace it"))),
+                }
             }
-            named => {
-                Err(Error::new(ErrorKind::InvalidConfig, "attach hop").with_host(self.id()).with_context(match named {
-                    Some(id) => format!("the configuration names hop `{id}`, not `{}`", hop.id()),
-                    None => format!("the configuration names no hop, yet `{}` was attached", hop.id()),
-                }))
-            }
+            Some(id) => Err(refuse(format!("the configuration names hop `{id}`, not `{}`", hop.id()))),
+            None => Err(refuse(format!("the configuration names no hop, yet `{}` was attached", hop.id()))),
         }
     }
 
     /// True when this host is reached through a hop.
     pub fn has_tunnel(&self) -> bool {
-        self.config.hop.is_some()
+        self.shared.config.hop.is_some()
     }
 
     /// The hop this host is reached through, once attached.
     pub fn hop(&self) -> Option<&Arc<Host>> {
-        self.hop.as_ref()
+        self.shared.hop.get()
     }
 
     /// The ids of the hops between this machine and the host, nearest first
     /// (empty for a host reached directly).
     pub fn chain(&self) -> Vec<String> {
         let mut chain = Vec::new();
-        let mut next = self.hop.as_deref();
+        let mut next = self.hop();
         while let Some(hop) = next {
             chain.push(hop.id().to_string());
-            next = hop.hop.as_deref();
+            next = hop.hop();
         }
         chain.reverse();
         chain
@@ -93,72 +102,39 @@ impl Host {
     /// How this host's connections reach its address: directly, or through
     /// the tunnel of its hop (connecting the hop, and its own hops, first).
     pub async fn dialer(&self) -> Result<Dialer> {
-        match (&self.config.hop, &self.hop) {
-            (None, _) => Ok(Dialer::direct()),
-            // Boxed: the hop's own connect may dial through its hop in turn.
-            (Some(_), Some(hop)) => Ok(Dialer::through(hop.id(), Box::pin(hop.tunnel()).await?)),
-            // Dialing directly instead would silently bypass the jump host.
-            (Some(id), None) => {
-                Err(Error::new(ErrorKind::InvalidConfig, "connect").with_host(self.id()).with_context(format!(
-                    "the host is reached through hop `{id}`, but no hop host is attached (use Host::with_hop or a Lab)"
-                )))
-            }
-        }
+        self.shared.dialer().await
     }
 
     /// The host's configuration.
     pub fn config(&self) -> &HostConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// The host's id.
     pub fn id(&self) -> &str {
-        &self.config.id
-    }
-
-    fn slot(&self, key: &str) -> Slot {
-        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        slots.entry(key.to_string()).or_default().clone()
+        &self.shared.config.id
     }
 
     /// The live connection for `scheme`, opening (or reopening) it if needed.
     pub async fn connection(&self, scheme: &str) -> Result<Arc<dyn Connection>> {
-        let key = self.factory.connection_key(scheme).map_err(|e| e.with_host(self.id()))?;
-        let slot = self.slot(&key);
-        let mut guard = slot.lock().await;
-        if let Some(conn) = guard.as_ref() {
-            if conn.is_alive() {
-                return Ok(conn.clone());
-            }
-            tracing::debug!(host = self.id(), scheme, "connection is dead, reconnecting");
-            let _ = conn.close().await;
-        }
-        let dialer = self.dialer().await?;
-        let conn =
-            self.factory.connect(self.config.clone(), scheme, dialer).await.map_err(|e| e.with_host(self.id()))?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+        Shared::connection(&self.shared, scheme, &[]).await
     }
 
     /// The command transport (`term`).
     pub async fn transport(&self) -> Result<Arc<dyn Transport>> {
-        let scheme = &self.config.term;
-        self.connection(scheme).await?.transport().ok_or_else(|| {
-            Error::new(ErrorKind::Unsupported, "exec")
-                .with_host(self.id())
-                .with_context(format!("scheme `{scheme}` runs no commands"))
-        })
+        let scheme = &self.config().term;
+        command_transport(self.id(), scheme, self.connection(scheme).await?)
     }
 
     /// The file transport (`transfer`).
     pub async fn files(&self) -> Result<Arc<dyn FileTransfer>> {
-        let scheme = &self.config.transfer;
+        let scheme = &self.config().transfer;
         self.connection(scheme).await?.file_transfer(scheme).await.map_err(|e| e.with_host(self.id()))
     }
 
     /// The tunnel, through the command transport's connection.
     pub async fn tunnel(&self) -> Result<Arc<dyn Tunnel>> {
-        let scheme = &self.config.term;
+        let scheme = &self.config().term;
         self.connection(scheme).await?.tunnel().ok_or_else(|| {
             Error::new(ErrorKind::Unsupported, "tunnel")
                 .with_host(self.id())
@@ -212,7 +188,7 @@ impl Host {
 
     /// True when at least one live connection is open.
     pub fn is_connected(&self) -> bool {
-        let slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let slots = self.shared.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         slots.values().any(|slot| slot.try_lock().is_ok_and(|conn| conn.as_ref().is_some_and(|c| c.is_alive())))
     }
 
@@ -220,7 +196,7 @@ impl Host {
     /// open: other hosts may still use it.
     pub async fn close(&self) -> Result<()> {
         let slots: Vec<Slot> = {
-            let slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let slots = self.shared.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             slots.values().cloned().collect()
         };
         let mut first_error = None;
@@ -232,5 +208,124 @@ impl Host {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// `connection`'s command transport, or the error that `scheme` runs none.
+fn command_transport(host: &str, scheme: &str, connection: Arc<dyn Connection>) -> Result<Arc<dyn Transport>> {
+    connection.transport().ok_or_else(|| {
+        Error::new(ErrorKind::Unsupported, "exec")
+            .with_host(host)
+            .with_context(format!("scheme `{scheme}` runs no commands"))
+    })
+}
+
+impl Shared {
+    fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    fn slot(&self, key: &str) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.entry(key.to_string()).or_default().clone()
+    }
+
+    async fn dialer(&self) -> Result<Dialer> {
+        match (&self.config.hop, self.hop.get()) {
+            (None, _) => Ok(Dialer::direct()),
+            // Boxed: the hop's own connect may dial through its hop in turn.
+            (Some(_), Some(hop)) => Ok(Dialer::through(hop.id(), Box::pin(hop.tunnel()).await?)),
+            // Dialing directly instead would silently bypass the jump host.
+            (Some(id), None) => {
+                Err(Error::new(ErrorKind::InvalidConfig, "connect").with_host(self.id()).with_context(format!(
+                    "the host is reached through hop `{id}`, but no hop host is attached (use Host::with_hop or a Lab)"
+                )))
+            }
+        }
+    }
+
+    /// The live connection for `scheme`. `opening` lists the schemes whose
+    /// connects are under way further up this call (a plugin asking for
+    /// another scheme of its host): asking for one of those again would wait
+    /// on itself forever, so it is refused, naming the chain.
+    async fn connection(self: &Arc<Self>, scheme: &str, opening: &[String]) -> Result<Arc<dyn Connection>> {
+        let key = self.factory.connection_key(scheme).map_err(|e| e.with_host(self.id()))?;
+        for earlier in opening {
+            if self.factory.connection_key(earlier).map_err(|e| e.with_host(self.id()))? == key {
+                let chain: Vec<&str> = opening.iter().map(String::as_str).chain([scheme]).collect();
+                return Err(Error::new(ErrorKind::InvalidConfig, "connect")
+                    .with_host(self.id())
+                    .with_context(format!("`{earlier}` would build on its own connection: {}", chain.join(" -> "))));
+            }
+        }
+        let slot = self.slot(&key);
+        let mut guard = slot.lock().await;
+        if let Some(conn) = guard.as_ref() {
+            if conn.is_alive() {
+                return Ok(conn.clone());
+            }
+            tracing::debug!(host = self.id(), scheme, "connection is dead, reconnecting");
+            let _ = conn.close().await;
+        }
+        let dialer = self.dialer().await?;
+        let mut stack = opening.to_vec();
+        stack.push(scheme.to_string());
+        let connections = HostConnections { host: Some(Arc::downgrade(self)), opening: stack };
+        let context = ConnectContext::new(dialer, connections);
+        let conn =
+            self.factory.connect(self.config.clone(), scheme, context).await.map_err(|e| e.with_host(self.id()))?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+/// A host's own connections, lent to a plugin through its
+/// [`ConnectRequest`](crate::ConnectRequest): a plugin that builds on another
+/// scheme (files over the host's shell, netcat, the dispatcher) gets the very
+/// connection [`Host`] hands out for that scheme, opened through the same
+/// factory and hop chain, never a second one of its own.
+///
+/// The plugin keeps what it gets for as long as its own connection lives.
+/// When that inner connection dies, the plugin's connection should report
+/// itself dead too (`is_alive`), so the host opens both anew.
+#[derive(Clone)]
+pub struct HostConnections {
+    /// Weak: a plugin's connection lives in the host's slots, and must not
+    /// keep the host alive in turn.
+    host: Option<Weak<Shared>>,
+    opening: Vec<String>,
+}
+
+impl HostConnections {
+    /// No host to lend connections (a plugin connected by hand, outside a
+    /// [`Host`]): every request is a configuration error.
+    pub fn detached() -> Self {
+        HostConnections { host: None, opening: Vec::new() }
+    }
+
+    /// The host's live connection for `scheme`, opened if needed. Asking for
+    /// a scheme whose connect is under way (the plugin's own, directly or
+    /// through another plugin) is a configuration error naming the chain.
+    pub async fn connection(&self, scheme: &str) -> Result<Arc<dyn Connection>> {
+        let host = self.host.as_ref().and_then(Weak::upgrade).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidConfig, "connect").with_context(format!(
+                "no host lends its `{scheme}` connection here (connect through a Host, not a plugin's connect function)"
+            ))
+        })?;
+        Box::pin(Shared::connection(&host, scheme, &self.opening)).await
+    }
+
+    /// The command transport of the host's connection for `scheme`.
+    pub async fn transport(&self, scheme: &str) -> Result<Arc<dyn Transport>> {
+        let connection = self.connection(scheme).await?;
+        let host = self.host.as_ref().and_then(Weak::upgrade).map(|h| h.config.id.clone()).unwrap_or_default();
+        command_transport(&host, scheme, connection)
+    }
+}
+
+impl std::fmt::Debug for HostConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = self.host.as_ref().and_then(Weak::upgrade).map(|h| h.config.id.clone());
+        f.debug_struct("HostConnections").field("host", &host).field("opening", &self.opening).finish()
     }
 }

@@ -34,16 +34,19 @@ pub mod conformance;
 
 pub use command::{Command, CommandLine, ExitStatus, Output, Pty, quote, signal_name, signal_number};
 pub use config::{Credential, HostConfig, OptionSource, ResolvedOptions, did_you_mean, invalid_option, is_secret_key};
-pub use connection::{Connection, ConnectionFactory, ConnectionParts, RegistryFactory};
+pub use connection::{ConnectContext, ConnectRequest, Connection, ConnectionFactory, ConnectionParts, RegistryFactory};
 pub use dial::{Dialed, Dialer, Endpoint};
 pub use error::{Error, ErrorKind, Result, kind_of_io};
 pub use files::{
     DirEntry, FileKind, FileTransfer, Metadata, Progress, PutOptions, StatOptions, check_expected_size, get_file,
     put_file, read_full, temporary_sibling,
 };
-pub use host::Host;
+pub use host::{Host, HostConnections};
 pub use process::{BoxReader, BoxWriter, Process, ProcessControl, exec_with_process};
-pub use registry::{BoxFuture, Capabilities, ConnectFn, ConnectRequest, OptionsSpec, Plugin, Registry};
+pub use registry::{
+    BoxFuture, Capabilities, ConnectFn, InvalidOption, OptionsSpec, Plugin, Registry, ReservedTable, TableOwner,
+    ValidateOptions, optional_seconds, positive_seconds,
+};
 pub use transport::Transport;
 pub use tree::{MAX_TREE_DEPTH, TreeOptions, TreeSummary, get_tree, put_tree};
 pub use tunnel::{BoxStream, PortForward, Stream, Tunnel, forward_port};

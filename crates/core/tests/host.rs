@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tether_core::memory::MemoryHost;
 use tether_core::{
-    Command, Connection, ConnectionFactory, Dialer, ErrorKind, ExitStatus, Host, HostConfig, Output, Registry,
+    Command, ConnectContext, Connection, ConnectionFactory, ErrorKind, ExitStatus, Host, HostConfig, Output, Registry,
     RegistryFactory, Result,
 };
 
@@ -28,9 +28,14 @@ impl ConnectionFactory for CountingFactory {
         Ok(scheme.trim_end_matches("-files").to_string())
     }
 
-    async fn connect(&self, host: Arc<HostConfig>, _scheme: &str, dialer: Dialer) -> Result<Arc<dyn Connection>> {
+    async fn connect(
+        &self,
+        host: Arc<HostConfig>,
+        _scheme: &str,
+        context: ConnectContext,
+    ) -> Result<Arc<dyn Connection>> {
         self.connects.fetch_add(1, Ordering::SeqCst);
-        self.dialed.lock().unwrap().push((host.id.clone(), dialer.hop().map(str::to_string)));
+        self.dialed.lock().unwrap().push((host.id.clone(), context.dialer.hop().map(str::to_string)));
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         Ok(Arc::new(self.host.connect()))
     }
@@ -112,15 +117,23 @@ async fn unknown_scheme_error_lists_registered() {
     assert_eq!(err.to_string(), "lookup scheme on x: invalid configuration: unknown scheme `telnet` (registered: mem)");
 }
 
-#[test]
-fn duplicate_scheme_is_refused() {
+#[tokio::test]
+async fn duplicate_scheme_breaks_only_that_scheme() {
     let mut registry = Registry::empty();
     registry.register(tether_core::memory::PLUGIN).unwrap();
+    let other = tether_core::Plugin::new("mem-too", tether_core::memory::PLUGIN.connect);
+    registry.register(other).unwrap();
     let err = registry.register(tether_core::memory::PLUGIN).unwrap_err();
     assert_eq!(err.to_string(), "register: invalid configuration: scheme `mem` is registered twice");
-    // An explicitly built registry works like the global one.
-    let factory = RegistryFactory::new(registry);
-    assert_eq!(factory.connection_key("mem").unwrap(), "mem");
+    // An explicitly built registry works like the global one: the scheme
+    // claimed twice gives its error when used, the other one still connects.
+    let factory = Arc::new(RegistryFactory::new(registry));
+    let err = factory.connection_key("mem").unwrap_err();
+    assert!(err.to_string().contains("scheme `mem` is unusable: scheme `mem` is registered twice"), "{err}");
+    let host = Host::with_factory(HostConfig::new("x", "mem", "mem-too"), factory.clone());
+    let err = host.exec(&Command::new("true")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
+    assert!(host.files().await.is_ok(), "the other scheme is still usable");
 }
 
 /// `name` behind `hop` (if any), on the shared counting factory.

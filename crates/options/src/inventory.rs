@@ -204,7 +204,8 @@ fn parse_host(id: &str, entry: Value, path: &Path) -> Result<InventoryHost> {
                 other => return Err(invalid(path, Some(id), format!("`{key}` must be an object, found {other}"))),
             },
             _ => {
-                let candidates: Vec<&str> = HOST_KEYS.iter().chain(crate::resolve::KNOWN_TABLES).copied().collect();
+                let tables = tether_core::Registry::global().table_names();
+                let candidates: Vec<&str> = HOST_KEYS.iter().copied().chain(tables).collect();
                 let hint = tether_core::did_you_mean(&key, &candidates)
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();

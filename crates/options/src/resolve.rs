@@ -4,19 +4,13 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 use serde_json::{Map, Value};
-use tether_core::{Credential, Error, ErrorKind, HostConfig, OptionSource, Registry, Result};
+use tether_core::{Credential, Error, ErrorKind, HostConfig, OptionSource, Registry, Result, TableOwner};
 
 use crate::inventory::{Inventory, InventoryHost};
 use crate::layers::{Layer, merge};
 use crate::settings::Settings;
 use crate::url::{HostUrl, parse_host_url};
 use crate::{DEFAULT_HOSTS_FILE, DEFAULT_TERM, DEFAULT_TRANSFER, HOSTS_ENV, LOCAL_HOST_ID};
-
-/// Tables of transports that exist in Tether but may not be compiled into
-/// this program: an inventory shared between builds may carry them, so they
-/// are kept unchecked instead of refused.
-pub(crate) const KNOWN_TABLES: &[&str] =
-    &["ssh_options", "sftp_options", "scp_options", "telnet_options", "ftp_options", "nc_options", "local_options"];
 
 /// Layer 4: what the command line or the caller insists on.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +62,7 @@ impl Resolver {
         let mut defaults = Map::new();
         for plugin in registry.plugins() {
             if let Some(spec) = &plugin.options {
-                let value = serde_json::to_value(&*(spec.defaults)()).map_err(|e| {
+                let value = serde_json::to_value(&*spec.defaults()).map_err(|e| {
                     Error::new(ErrorKind::InvalidConfig, "plugin defaults").with_context(format!("{}: {e}", spec.table))
                 })?;
                 defaults.insert(spec.table.to_string(), value);
@@ -223,14 +217,18 @@ impl Resolver {
         Ok(walked)
     }
 
-    /// Every table is checked against its plugin's type, so a typo or a
-    /// wrong type is reported with its source instead of being ignored.
+    /// Every table is checked against its plugin's type and meaning, so a
+    /// typo, a wrong type or an unusable value is reported with its source
+    /// instead of being ignored or noticed only at connect.
     fn validate(&self, config: &HostConfig) -> Result<()> {
         for table in config.options.tables() {
-            match self.registry.plugins().find_map(|p| p.options.filter(|o| o.table == table)) {
-                Some(spec) => spec.validate(&config.options).map_err(|e| e.with_host(config.id.clone()))?,
-                None if KNOWN_TABLES.contains(&table) => {
-                    tracing::debug!(host = %config.id, table, "options table of a transport not built in: kept unchecked");
+            match self.registry.table_owner(table) {
+                Some(TableOwner::Plugin(_, spec)) => {
+                    spec.validate(&config.options).map_err(|e| e.with_host(config.id.clone()))?
+                }
+                Some(TableOwner::Reserved(reserved)) => {
+                    tracing::debug!(host = %config.id, table, transport = reserved.transport,
+                        "options table of a transport not built in: kept unchecked");
                 }
                 None => {
                     let source = config.options.entries().find(|(t, ..)| *t == table).map(|(_, _, _, s)| s);
@@ -247,8 +245,7 @@ impl Resolver {
     /// `table` is neither registered nor a known transport's: names where it
     /// was written and the nearest table that exists.
     fn unknown_table(&self, host: &str, table: &str, source: Option<&OptionSource>) -> Error {
-        let registered = self.registry.plugins().filter_map(|p| p.options.map(|o| o.table));
-        let candidates: Vec<&str> = registered.chain(KNOWN_TABLES.iter().copied()).collect();
+        let candidates = self.registry.table_names();
         let hint =
             tether_core::did_you_mean(table, &candidates).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
         let source = source.map_or_else(|| "the configuration".to_string(), OptionSource::to_string);

@@ -2,9 +2,8 @@
 //! that editors complete and check exactly the tables this program reads.
 
 use serde_json::{Map, Value, json};
-use tether_core::Registry;
+use tether_core::{Registry, TableOwner};
 
-use crate::resolve::KNOWN_TABLES;
 use crate::{DEFAULT_TERM, DEFAULT_TRANSFER};
 
 const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -60,21 +59,21 @@ pub fn hosts_schema(registry: &Registry) -> Value {
     );
 
     let host_pointer = format!("{}/properties", pointer(HOST_DEF));
-    for spec in registry.plugins().filter_map(|p| p.options) {
-        let table = hoist((spec.schema)(), spec.table, &format!("{host_pointer}/{}", escape(spec.table)), &mut defs);
-        properties.insert(spec.table.into(), table);
-    }
-    for table in KNOWN_TABLES {
-        // The resolver keeps these unchecked so one inventory serves builds
-        // with and without the transport; refusing them here would flag
-        // files the program accepts.
-        properties.entry(*table).or_insert_with(|| {
-            json!({
+    for table in registry.table_names() {
+        let schema = match registry.table_owner(table) {
+            Some(TableOwner::Plugin(_, spec)) => {
+                hoist(spec.schema(), table, &format!("{host_pointer}/{}", escape(table)), &mut defs)
+            }
+            // The resolver keeps these unchecked so one inventory serves
+            // builds with and without the transport; refusing them here would
+            // flag files the program accepts.
+            _ => json!({
                 "type": "object",
                 "description": "Options of a transport not built into this program: accepted, not checked.",
                 "propertyNames": { "pattern": "^[^.]+$" },
-            })
-        });
+            }),
+        };
+        properties.insert(table.into(), schema);
     }
 
     defs.insert(

@@ -138,8 +138,8 @@ fn check_preference(values: &Map<String, Value>) -> std::result::Result<(), Stri
             table if table.ends_with("_options") && value.is_object() => {}
             table if table.ends_with("_options") => return Err(format!("`{key}` must be a table")),
             other => {
-                let candidates: Vec<&str> =
-                    ["term", "transfer"].iter().chain(crate::resolve::KNOWN_TABLES).copied().collect();
+                let tables = tether_core::Registry::global().table_names();
+                let candidates: Vec<&str> = ["term", "transfer"].into_iter().chain(tables).collect();
                 let hint = tether_core::did_you_mean(other, &candidates)
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();

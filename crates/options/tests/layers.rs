@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
-use tether_core::{Capabilities, ErrorKind, HostConfig, OptionSource, OptionsSpec, Plugin, Registry};
+use tether_core::{Capabilities, ErrorKind, HostConfig, OptionSource, OptionsSpec, Plugin, Registry, ReservedTable};
 use tether_options::{Inventory, Overrides, Resolver, Settings};
 
 const HOSTS_PATH: &str = "lab/hosts.json";
@@ -40,20 +40,25 @@ impl Default for DemoOptions {
 }
 
 fn plugin(scheme: &'static str, options: Option<OptionsSpec>) -> Plugin {
-    Plugin {
-        scheme,
-        connection_key: scheme,
-        description: "test plugin",
-        capabilities: Capabilities { exec: true, files: true, ..Default::default() },
-        options,
-        connect: tether_core::conformance::refuse_connect,
+    let plugin = Plugin::new(scheme, tether_core::conformance::refuse_connect)
+        .with_description("test plugin")
+        .with_capabilities(Capabilities::NONE.with_exec().with_files());
+    match options {
+        Some(options) => plugin.with_options(options),
+        None => plugin,
     }
 }
+
+// Tables of transports this test program is built without, as the facade
+// submits them: the inventory's and settings' typo hints know them.
+tether_core::inventory::submit! { ReservedTable::new("ssh_options", "ssh") }
+tether_core::inventory::submit! { ReservedTable::new("telnet_options", "telnet") }
 
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         let mut registry = Registry::empty();
+        registry.reserve(ReservedTable::new("telnet_options", "telnet"));
         registry.register(tether_core::memory::PLUGIN).unwrap();
         registry.register(plugin("demo", Some(OptionsSpec::of::<DemoOptions>("demo_options")))).unwrap();
         for scheme in ["ssh", "sftp", "alt"] {

@@ -19,14 +19,12 @@ fn registry() -> &'static Registry {
     let mut registry = Registry::empty();
     registry.register(tether_core::memory::PLUGIN).unwrap();
     registry
-        .register(Plugin {
-            scheme: "demo",
-            connection_key: "demo",
-            description: "test plugin",
-            capabilities: Capabilities { exec: true, files: true, ..Default::default() },
-            options: Some(OptionsSpec::of::<DemoOptions>("demo_options")),
-            connect: tether_core::conformance::refuse_connect,
-        })
+        .register(
+            Plugin::new("demo", tether_core::conformance::refuse_connect)
+                .with_description("test plugin")
+                .with_capabilities(Capabilities::NONE.with_exec().with_files())
+                .with_options(OptionsSpec::of::<DemoOptions>("demo_options")),
+        )
         .unwrap();
     Box::leak(Box::new(registry))
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use tether_core::{Capabilities, OptionsSpec, Plugin, Registry};
+use tether_core::{Capabilities, OptionsSpec, Plugin, Registry, ReservedTable};
 use tether_options::{Inventory, hosts_schema};
 
 /// Options of the `demo` test scheme.
@@ -38,15 +38,15 @@ struct Forward {
 fn registry() -> Registry {
     let mut registry = Registry::empty();
     registry.register(tether_core::memory::PLUGIN).unwrap();
+    // As the facade reserves it in a build without ssh.
+    registry.reserve(ReservedTable::new("ssh_options", "ssh"));
     registry
-        .register(Plugin {
-            scheme: "demo",
-            connection_key: "demo",
-            description: "test plugin that only runs commands",
-            capabilities: Capabilities { exec: true, ..Default::default() },
-            options: Some(OptionsSpec::of::<DemoOptions>("demo_options")),
-            connect: tether_core::conformance::refuse_connect,
-        })
+        .register(
+            Plugin::new("demo", tether_core::conformance::refuse_connect)
+                .with_description("test plugin that only runs commands")
+                .with_capabilities(Capabilities::NONE.with_exec())
+                .with_options(OptionsSpec::of::<DemoOptions>("demo_options")),
+        )
         .unwrap();
     registry
 }

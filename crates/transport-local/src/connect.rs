@@ -62,7 +62,7 @@ pub fn local_host(options: LocalOptions) -> Arc<LocalHost> {
 pub(crate) fn connect(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<dyn Connection>>> {
     Box::pin(async move {
         let options: LocalOptions = request.host.options.table(TABLE)?;
-        options.validate()?;
+        options.checked()?;
         Ok(Arc::new(local_host(options).into_parts()) as Arc<dyn Connection>)
     })
 }

@@ -40,13 +40,9 @@ pub use options::LocalOptions;
 use tether_core::{Capabilities, OptionsSpec, Plugin};
 
 /// The `local` scheme's registry entry.
-pub const PLUGIN: Plugin = Plugin {
-    scheme: "local",
-    connection_key: "local",
-    description: "this machine: child processes, the local filesystem, TCP connections from here",
-    capabilities: Capabilities { exec: true, shell: true, user_switch: true, files: true, tunnel: true },
-    options: Some(OptionsSpec::of::<LocalOptions>(options::TABLE)),
-    connect: connect::connect,
-};
+pub const PLUGIN: Plugin = Plugin::new("local", connect::connect)
+    .with_description("this machine: child processes, the local filesystem, TCP connections from here")
+    .with_capabilities(Capabilities::NONE.with_exec().with_shell().with_user_switch().with_files().with_tunnel())
+    .with_options(OptionsSpec::validated::<LocalOptions>(options::TABLE));
 
 tether_core::inventory::submit!(PLUGIN);

@@ -1,7 +1,7 @@
 //! The `local_options` table.
 
 use serde::{Deserialize, Serialize};
-use tether_core::invalid_option;
+use tether_core::{InvalidOption, ValidateOptions, positive_seconds};
 
 /// The name of the options table in `hosts.json` and `settings.toml`.
 pub(crate) const TABLE: &str = "local_options";
@@ -24,24 +24,25 @@ impl Default for LocalOptions {
     }
 }
 
-impl LocalOptions {
-    /// Rejects values no connection could use, naming the key.
-    pub(crate) fn validate(&self) -> tether_core::Result<()> {
+impl ValidateOptions for LocalOptions {
+    fn validate(&self) -> Result<(), InvalidOption> {
         if self.shell.is_empty() || self.shell.contains('\0') {
-            return Err(invalid_option(TABLE, "shell must be a non-empty path without NUL bytes"));
+            return Err(InvalidOption::new("shell", "must be a non-empty path without NUL bytes"));
         }
-        self.connect_timeout().map(drop)
+        positive_seconds("connect_timeout", self.connect_timeout).map(drop)
+    }
+}
+
+impl LocalOptions {
+    /// [`ValidateOptions::validate`] as a configuration error, for connects
+    /// that did not come through a resolved host.
+    pub(crate) fn checked(&self) -> tether_core::Result<()> {
+        self.validate().map_err(|problem| problem.in_table(TABLE))
     }
 
     /// `connect_timeout` as a duration.
     pub(crate) fn connect_timeout(&self) -> tether_core::Result<std::time::Duration> {
-        match std::time::Duration::try_from_secs_f64(self.connect_timeout) {
-            Ok(limit) if !limit.is_zero() => Ok(limit),
-            _ => Err(invalid_option(
-                TABLE,
-                &format!("connect_timeout must be a positive number of seconds, not {}", self.connect_timeout),
-            )),
-        }
+        positive_seconds("connect_timeout", self.connect_timeout).map_err(|problem| problem.in_table(TABLE))
     }
 }
 
@@ -60,7 +61,7 @@ mod tests {
     fn bad_timeouts_are_config_errors() {
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             let options = LocalOptions { connect_timeout: bad, ..Default::default() };
-            let err = options.validate().unwrap_err();
+            let err = options.checked().unwrap_err();
             assert_eq!(err.kind(), tether_core::ErrorKind::InvalidConfig, "{bad}");
             assert!(err.to_string().contains("connect_timeout"), "{err}");
         }

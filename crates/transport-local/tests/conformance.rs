@@ -48,11 +48,11 @@ tether_core::tunnel_conformance!(tunnel);
 
 #[test]
 fn plugin_is_registered() {
-    let plugin = Registry::global().unwrap().get("local").unwrap();
+    let plugin = Registry::global().get("local").unwrap();
     assert_eq!(plugin.connection_key, "local");
     assert_eq!(plugin.capabilities.names(), ["exec", "shell", "user-switch", "files", "tunnel"]);
     assert_eq!(plugin.options.map(|spec| spec.table), Some("local_options"));
-    let defaults = serde_json::to_value((plugin.options.unwrap().defaults)()).unwrap();
+    let defaults = serde_json::to_value(plugin.options.unwrap().defaults()).unwrap();
     assert_eq!(defaults, serde_json::json!({"shell": "/bin/sh", "connect_timeout": 30.0}));
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::{ssh, timed};
 use crate::known_hosts::{self, HostKey, Verdict};
-use crate::options::{HostKeyPolicy, SCP_TABLE, SFTP_TABLE, ScpOptions, SftpOptions, SshOptions, TABLE};
+use crate::options::{AuthMethod, HostKeyPolicy, SCP_TABLE, SFTP_TABLE, ScpOptions, SftpOptions, SshOptions, TABLE};
 use crate::tunnel::{Forwards, RemoteRoutes};
 use tether_core::invalid_option;
 
@@ -256,7 +256,7 @@ impl Connection for SshConnection {
                     .sftp
                     .get_or_try_init(|| async {
                         let options: SftpOptions = self.host.options.table(SFTP_TABLE)?;
-                        options.validate()?;
+                        options.checked()?;
                         crate::transfer::sftp::open(self.session.clone(), options).await
                     })
                     .await?;
@@ -264,7 +264,6 @@ impl Connection for SshConnection {
             }
             "scp" => {
                 let options: ScpOptions = self.host.options.table(SCP_TABLE)?;
-                options.validate()?;
                 crate::transfer::scp::open(self.session.clone(), options)
             }
             other => Err(Error::new(ErrorKind::Unsupported, "open file transfer")
@@ -311,7 +310,7 @@ pub async fn connect_host_via(host: &HostConfig, dialer: Dialer) -> Result<SshCo
 
 async fn connect_shared(host: Arc<HostConfig>, dialer: Dialer) -> Result<SshConnection> {
     let options: SshOptions = host.options.table(TABLE)?;
-    options.validate()?;
+    options.checked()?;
     let address = host
         .address
         .clone()
@@ -507,15 +506,15 @@ async fn authenticate(
     let mut tried: Vec<String> = Vec::new();
     let password = host.password();
     for method in &options.preferred_auth {
-        match method.as_str() {
-            "publickey" => {
+        match method {
+            AuthMethod::Publickey => {
                 if publickey_files(handle, login, options, limit, &mut tried).await?
                     || publickey_agent(handle, login, options, limit, &mut tried).await?
                 {
                     return Ok(());
                 }
             }
-            "password" => match password {
+            AuthMethod::Password => match password {
                 None => tried.push("password (no password for this login)".into()),
                 Some(password) => {
                     let result = timed("connect", "password authentication", limit, async {
@@ -528,7 +527,7 @@ async fn authenticate(
                     tried.push("password (rejected)".into());
                 }
             },
-            "keyboard-interactive" => match password {
+            AuthMethod::KeyboardInteractive => match password {
                 None => tried.push("keyboard-interactive (no password to answer with)".into()),
                 Some(password) => {
                     if keyboard_interactive(handle, login, password, limit).await? {
@@ -537,7 +536,6 @@ async fn authenticate(
                     tried.push("keyboard-interactive (rejected)".into());
                 }
             },
-            other => tried.push(format!("{other} (unknown method)")),
         }
     }
     Err(Error::new(ErrorKind::AuthFailed, "connect").with_context(format!("as `{login}`: tried {}", tried.join(", "))))

@@ -37,43 +37,35 @@ mod transfer;
 mod tunnel;
 
 pub use connect::{SshConnection, SshSession, connect_host, connect_host_via};
-pub use options::{HostKeyPolicy, LocalForward, RemoteForward, ScpOptions, SftpOptions, SocksForward, SshOptions};
+pub use options::{
+    AuthMethod, HostKeyPolicy, LocalForward, RemoteForward, ScpOptions, SftpOptions, SocksForward, SshOptions,
+};
 pub use transfer::scp::{ScpFiles, UNSIZED_READ_AHEAD};
 pub use tunnel::{ActiveForward, ForwardKind};
 
 use tether_core::{Capabilities, OptionsSpec, Plugin};
 
 /// The `ssh` scheme's registry entry.
-pub const PLUGIN: Plugin = Plugin {
-    scheme: "ssh",
-    connection_key: "ssh",
-    description: "OpenSSH-compatible SSH: commands, terminals and tunnels multiplexed on one connection per host",
-    capabilities: Capabilities { exec: true, shell: true, user_switch: true, files: false, tunnel: true },
-    options: Some(OptionsSpec::of::<SshOptions>(options::TABLE)),
-    connect: connect::connect,
-};
+pub const PLUGIN: Plugin = Plugin::new("ssh", connect::connect)
+    .with_description("OpenSSH-compatible SSH: commands, terminals and tunnels multiplexed on one connection per host")
+    .with_capabilities(Capabilities::NONE.with_exec().with_shell().with_user_switch().with_tunnel())
+    .with_options(OptionsSpec::validated::<SshOptions>(options::TABLE));
 
 /// The `sftp` scheme's registry entry: files over the SFTP subsystem of the
 /// host's one SSH connection.
-pub const SFTP_PLUGIN: Plugin = Plugin {
-    scheme: "sftp",
-    connection_key: "ssh",
-    description: "SFTP on the host's SSH connection: pipelined, atomic puts",
-    capabilities: Capabilities { exec: false, shell: false, user_switch: false, files: true, tunnel: false },
-    options: Some(OptionsSpec::of::<SftpOptions>(options::SFTP_TABLE)),
-    connect: connect::connect,
-};
+pub const SFTP_PLUGIN: Plugin = Plugin::new("sftp", connect::connect)
+    .with_connection_key("ssh")
+    .with_description("SFTP on the host's SSH connection: pipelined, atomic puts")
+    .with_capabilities(Capabilities::NONE.with_files())
+    .with_options(OptionsSpec::validated::<SftpOptions>(options::SFTP_TABLE));
 
 /// The `scp` scheme's registry entry: files over the scp protocol on the
 /// host's one SSH connection.
-pub const SCP_PLUGIN: Plugin = Plugin {
-    scheme: "scp",
-    connection_key: "ssh",
-    description: "SCP (scp -t / scp -f) on the host's SSH connection",
-    capabilities: Capabilities { exec: false, shell: false, user_switch: false, files: true, tunnel: false },
-    options: Some(OptionsSpec::of::<ScpOptions>(options::SCP_TABLE)),
-    connect: connect::connect,
-};
+pub const SCP_PLUGIN: Plugin = Plugin::new("scp", connect::connect)
+    .with_connection_key("ssh")
+    .with_description("SCP (scp -t / scp -f) on the host's SSH connection")
+    .with_capabilities(Capabilities::NONE.with_files())
+    .with_options(OptionsSpec::validated::<ScpOptions>(options::SCP_TABLE));
 
 tether_core::inventory::submit!(PLUGIN);
 tether_core::inventory::submit!(SFTP_PLUGIN);

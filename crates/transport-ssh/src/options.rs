@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tether_core::invalid_option;
 
 use serde::{Deserialize, Serialize};
-use tether_core::schemars;
+use tether_core::{InvalidOption, ValidateOptions, optional_seconds, positive_seconds, schemars};
 
 /// The name of the options table in `hosts.json` and `settings.toml`.
 pub(crate) const TABLE: &str = "ssh_options";
@@ -14,8 +13,31 @@ pub(crate) const SFTP_TABLE: &str = "sftp_options";
 /// The `scp` scheme's table.
 pub(crate) const SCP_TABLE: &str = "scp_options";
 
-/// Authentication methods this transport knows, in their OpenSSH spelling.
-pub(crate) const AUTH_METHODS: &[&str] = &["publickey", "password", "keyboard-interactive"];
+/// An authentication method, in its OpenSSH spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMethod {
+    /// `publickey`: the key files of `client_keys`, then the ssh-agent's keys.
+    Publickey,
+    /// `password`: the password of the login in `creds`.
+    Password,
+    /// `keyboard-interactive`: every prompt answered with that password.
+    KeyboardInteractive,
+}
+
+impl AuthMethod {
+    /// Every method, in the default order.
+    pub const ALL: [AuthMethod; 3] = [AuthMethod::Publickey, AuthMethod::Password, AuthMethod::KeyboardInteractive];
+
+    /// The OpenSSH name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Publickey => "publickey",
+            AuthMethod::Password => "password",
+            AuthMethod::KeyboardInteractive => "keyboard-interactive",
+        }
+    }
+}
 
 /// How the server's host key is checked against `known_hosts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -110,7 +132,7 @@ pub struct SshOptions {
     pub agent_socket: String,
     /// Authentication methods, tried in this order (default
     /// `["publickey", "password", "keyboard-interactive"]`).
-    pub preferred_auth: Vec<String>,
+    pub preferred_auth: Vec<AuthMethod>,
     /// Commands running at once on one connection; OpenSSH's `MaxSessions`
     /// is 10 (default 10).
     #[schemars(range(min = 1))]
@@ -147,7 +169,7 @@ impl Default for SshOptions {
             client_keys: Vec::new(),
             use_agent: true,
             agent_socket: String::new(),
-            preferred_auth: AUTH_METHODS.iter().map(|m| (*m).to_string()).collect(),
+            preferred_auth: AuthMethod::ALL.to_vec(),
             max_sessions: 10,
             encryption_algs: Vec::new(),
             kex_algs: Vec::new(),
@@ -160,56 +182,41 @@ impl Default for SshOptions {
     }
 }
 
-impl SshOptions {
-    /// Rejects values no connection could use, naming the key.
-    pub(crate) fn validate(&self) -> tether_core::Result<()> {
-        self.connect_timeout()?;
-        self.keepalive_interval()?;
+impl ValidateOptions for SshOptions {
+    fn validate(&self) -> Result<(), InvalidOption> {
+        positive_seconds("connect_timeout", self.connect_timeout)?;
+        optional_seconds("keepalive_interval", self.keepalive_interval)?;
         if self.max_sessions == 0 {
-            return Err(invalid_option(TABLE, "max_sessions must be at least 1"));
+            return Err(InvalidOption::new("max_sessions", "must be at least 1"));
         }
         if self.preferred_auth.is_empty() {
-            return Err(invalid_option(TABLE, "preferred_auth names no method"));
-        }
-        if let Some(unknown) = self.preferred_auth.iter().find(|m| !AUTH_METHODS.contains(&m.as_str())) {
-            return Err(invalid_option(
-                TABLE,
-                &format!("preferred_auth: unknown method `{unknown}` (known: {})", AUTH_METHODS.join(", ")),
-            ));
+            return Err(InvalidOption::new("preferred_auth", "names no method"));
         }
         if self.known_hosts.is_empty() && self.host_key_policy != HostKeyPolicy::Off {
-            return Err(invalid_option(
-                TABLE,
-                "known_hosts names no file (use host_key_policy = \"off\" to skip the check)",
+            return Err(InvalidOption::new(
+                "known_hosts",
+                "names no file (use host_key_policy = \"off\" to skip the check)",
             ));
         }
         Ok(())
     }
+}
+
+impl SshOptions {
+    /// [`ValidateOptions::validate`] as a configuration error, for connects
+    /// that did not come through a resolved host.
+    pub(crate) fn checked(&self) -> tether_core::Result<()> {
+        self.validate().map_err(|problem| problem.in_table(TABLE))
+    }
 
     /// `connect_timeout` as a duration.
     pub(crate) fn connect_timeout(&self) -> tether_core::Result<Duration> {
-        match Duration::try_from_secs_f64(self.connect_timeout) {
-            Ok(limit) if !limit.is_zero() => Ok(limit),
-            _ => Err(invalid_option(
-                TABLE,
-                &format!("connect_timeout must be a positive number of seconds, not {}", self.connect_timeout),
-            )),
-        }
+        positive_seconds("connect_timeout", self.connect_timeout).map_err(|problem| problem.in_table(TABLE))
     }
 
     /// `keepalive_interval` as a duration; `None` when keepalives are off.
     pub(crate) fn keepalive_interval(&self) -> tether_core::Result<Option<Duration>> {
-        match Duration::try_from_secs_f64(self.keepalive_interval) {
-            Ok(limit) if limit.is_zero() => Ok(None),
-            Ok(limit) => Ok(Some(limit)),
-            Err(_) => Err(invalid_option(
-                TABLE,
-                &format!(
-                    "keepalive_interval must be zero or a positive number of seconds, not {}",
-                    self.keepalive_interval
-                ),
-            )),
-        }
+        optional_seconds("keepalive_interval", self.keepalive_interval).map_err(|problem| problem.in_table(TABLE))
     }
 
     /// The ssh-agent socket to ask, if any.
@@ -262,16 +269,24 @@ impl Default for SftpOptions {
     }
 }
 
-impl SftpOptions {
-    /// Rejects values no transfer could use, naming the key.
-    pub(crate) fn validate(&self) -> tether_core::Result<()> {
+impl ValidateOptions for SftpOptions {
+    fn validate(&self) -> Result<(), InvalidOption> {
         if !(1024..=(255 << 10)).contains(&self.request_size) {
-            return Err(invalid_option(SFTP_TABLE, "request_size must be between 1024 and 261120 bytes"));
+            return Err(InvalidOption::new("request_size", "must be between 1024 and 261120 bytes"));
         }
-        if !(1..=1024).contains(&self.write_requests) || !(1..=1024).contains(&self.read_requests) {
-            return Err(invalid_option(SFTP_TABLE, "write_requests and read_requests must be between 1 and 1024"));
+        for (key, value) in [("write_requests", self.write_requests), ("read_requests", self.read_requests)] {
+            if !(1..=1024).contains(&value) {
+                return Err(InvalidOption::new(key, "must be between 1 and 1024"));
+            }
         }
         Ok(())
+    }
+}
+
+impl SftpOptions {
+    /// [`ValidateOptions::validate`] as a configuration error.
+    pub(crate) fn checked(&self) -> tether_core::Result<()> {
+        self.validate().map_err(|problem| problem.in_table(SFTP_TABLE))
     }
 
     /// `env` plus the `send_env` variables that are set here (`env` wins).
@@ -303,13 +318,19 @@ impl Default for ScpOptions {
     }
 }
 
-impl ScpOptions {
-    /// Rejects values no transfer could use, naming the key.
-    pub(crate) fn validate(&self) -> tether_core::Result<()> {
+impl ValidateOptions for ScpOptions {
+    fn validate(&self) -> Result<(), InvalidOption> {
         if !(1024..=(16 << 20)).contains(&self.block_size) {
-            return Err(invalid_option(SCP_TABLE, "block_size must be between 1024 and 16777216 bytes"));
+            return Err(InvalidOption::new("block_size", "must be between 1024 and 16777216 bytes"));
         }
         Ok(())
+    }
+}
+
+impl ScpOptions {
+    /// [`ValidateOptions::validate`] as a configuration error.
+    pub(crate) fn checked(&self) -> tether_core::Result<()> {
+        self.validate().map_err(|problem| problem.in_table(SCP_TABLE))
     }
 }
 
@@ -352,8 +373,10 @@ mod tests {
         }
         let err = SshOptions { keepalive_interval: -1.0, ..Default::default() }.validate().unwrap_err();
         assert!(err.to_string().contains("keepalive_interval"), "{err}");
-        let err = SshOptions { preferred_auth: vec!["gssapi".into()], ..Default::default() }.validate().unwrap_err();
+        let err = serde_json::from_str::<SshOptions>(r#"{"preferred_auth": ["gssapi"]}"#).unwrap_err();
         assert!(err.to_string().contains("gssapi"), "{err}");
+        let err = SshOptions { preferred_auth: vec![], ..Default::default() }.validate().unwrap_err();
+        assert_eq!(err.key, "preferred_auth");
         let err = SshOptions { max_sessions: 0, ..Default::default() }.validate().unwrap_err();
         assert!(err.to_string().contains("max_sessions"), "{err}");
         assert_eq!(SshOptions { keepalive_interval: 0.0, ..Default::default() }.keepalive_interval().unwrap(), None);

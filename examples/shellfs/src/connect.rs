@@ -1,22 +1,24 @@
-//! The plugin's connect function: open the inner command transport through
-//! the registry, then put [`ShellFiles`] on top of it.
+//! The plugin's connect function: borrow the host's own command transport,
+//! then put [`ShellFiles`] on top of it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use tether_core::{
-    BoxFuture, ConnectRequest, Connection, Error, ErrorKind, FileTransfer, HostConfig, Registry, Result, Transport,
-};
+use tether_core::shell_files::ShellFiles;
+use tether_core::{BoxFuture, ConnectRequest, Connection, Error, ErrorKind, FileTransfer, Result, Transport};
 
 use crate::options::{OPTIONS_TABLE, ShellFsOptions};
-use tether_core::shell_files::ShellFiles;
 
-/// A `shellfs` connection: the inner transport's connection plus the files
-/// moved over it.
+/// A `shellfs` connection: the host's command connection it borrows, plus
+/// the files moved over it.
 #[derive(Debug)]
 struct ShellFsConnection {
+    /// The host's own connection (its `term`, or `shellfs_options.inner`):
+    /// the host owns and closes it, this only keeps it alive.
     inner: Arc<dyn Connection>,
     files: Arc<ShellFiles>,
+    closed: AtomicBool,
 }
 
 #[async_trait]
@@ -26,55 +28,37 @@ impl Connection for ShellFsConnection {
     }
 
     async fn file_transfer(&self, _scheme: &str) -> Result<Arc<dyn FileTransfer>> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::ConnectionLost, "open file transfer").with_context("shellfs is closed"));
+        }
         Ok(self.files.clone())
     }
 
+    /// Dead with the connection it borrows: the host then opens both anew.
     fn is_alive(&self) -> bool {
-        self.inner.is_alive()
+        !self.closed.load(Ordering::SeqCst) && self.inner.is_alive()
     }
 
+    /// Closes only what shellfs opened, which is nothing on the wire: the
+    /// borrowed connection is the host's, and other users may share it.
     async fn close(&self) -> Result<()> {
-        self.inner.close().await
+        self.closed.store(true, Ordering::SeqCst);
+        Ok(())
     }
 }
 
 pub(crate) fn connect(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<dyn Connection>>> {
     Box::pin(async move {
         let options: ShellFsOptions = request.host.options.table(OPTIONS_TABLE)?;
-        let inner = connect_inner(&request.host, &options.inner).await?;
+        let scheme = options.inner.unwrap_or_else(|| request.host.term.clone());
+        // The host's own connection of that scheme: the same one its `term`
+        // uses, through the same hops, never a second one.
+        let inner = request.connections.connection(&scheme).await?;
         let Some(transport) = inner.transport() else {
-            let _ = inner.close().await;
             return Err(Error::new(ErrorKind::InvalidConfig, "connect")
-                .with_context(format!("{OPTIONS_TABLE}.inner: scheme `{}` gave no command transport", options.inner)));
+                .with_context(format!("{OPTIONS_TABLE}.inner: scheme `{scheme}` runs no commands")));
         };
         let files = Arc::new(ShellFiles::new(transport));
-        Ok(Arc::new(ShellFsConnection { inner, files }) as Arc<dyn Connection>)
+        Ok(Arc::new(ShellFsConnection { inner, files, closed: AtomicBool::new(false) }) as Arc<dyn Connection>)
     })
-}
-
-/// Connects the command transport `scheme` to the same host, the way the
-/// host's own `term` would be connected.
-///
-/// The plugin only sees the global registry (a connect function gets no
-/// other), so the inner scheme must be linked into the program.
-async fn connect_inner(host: &HostConfig, scheme: &str) -> Result<Arc<dyn Connection>> {
-    let invalid = |why: String| {
-        Error::new(ErrorKind::InvalidConfig, "connect").with_context(format!("{OPTIONS_TABLE}.inner: {why}"))
-    };
-    if scheme == crate::PLUGIN.scheme {
-        return Err(invalid(format!("`{scheme}` cannot run its own commands")));
-    }
-    let plugin = Registry::global()?.get(scheme)?;
-    if !plugin.capabilities.exec {
-        return Err(invalid(format!("scheme `{scheme}` runs no commands")));
-    }
-    if let Some(spec) = &plugin.options {
-        spec.validate(&host.options)?;
-    }
-    // Same address, credentials and options: only the schemes change, so the
-    // inner plugin sees the host as if it were its `term`.
-    let mut config = host.clone();
-    config.term = plugin.scheme.to_string();
-    config.transfer = plugin.scheme.to_string();
-    (plugin.connect)(ConnectRequest::direct(Arc::new(config), plugin.scheme)).await
 }

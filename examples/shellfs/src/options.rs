@@ -6,18 +6,12 @@ use serde::{Deserialize, Serialize};
 pub const OPTIONS_TABLE: &str = "shellfs_options";
 
 /// Options of the `shellfs` scheme (`shellfs_options` in `hosts.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShellFsOptions {
-    /// The scheme of the command transport whose shell moves the files
-    /// (default `local`; any scheme that runs commands will do).
-    pub inner: String,
-}
-
-impl Default for ShellFsOptions {
-    fn default() -> Self {
-        ShellFsOptions { inner: "local".to_string() }
-    }
+    /// The scheme of the command transport whose shell moves the files; by
+    /// default the host's own `term`, on the very connection it uses.
+    pub inner: Option<String>,
 }
 
 #[cfg(test)]
@@ -27,11 +21,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_to_local_and_rejects_unknown_keys() {
+    fn defaults_to_the_term_and_rejects_unknown_keys() {
         let mut options = ResolvedOptions::default();
-        assert_eq!(options.table::<ShellFsOptions>(OPTIONS_TABLE).unwrap().inner, "local");
+        assert_eq!(options.table::<ShellFsOptions>(OPTIONS_TABLE).unwrap().inner, None);
         options.set(OPTIONS_TABLE, "inner", "ssh", OptionSource::Api).unwrap();
-        assert_eq!(options.table::<ShellFsOptions>(OPTIONS_TABLE).unwrap().inner, "ssh");
+        assert_eq!(options.table::<ShellFsOptions>(OPTIONS_TABLE).unwrap().inner.as_deref(), Some("ssh"));
         options.set(OPTIONS_TABLE, "iner", "ssh", OptionSource::CommandLine).unwrap();
         let err = options.table::<ShellFsOptions>(OPTIONS_TABLE).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidConfig);

@@ -1,44 +1,45 @@
-//! `shellfs` through the plugin path only: the registry connects it, it
-//! connects `local` through the registry, and the core conformance suite
-//! judges the result.
+//! `shellfs` through the plugin path only: a `Host` connects it from the
+//! registry, it borrows the host's `local` connection, and the core
+//! conformance suite judges the result.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tether_core::conformance::FilesFixture;
 use tether_core::{
-    ConnectRequest, Connection, ErrorKind, FileKind, FileTransfer, Host, HostConfig, OptionSource, PutOptions,
-    Registry, StatOptions, Transport,
+    ErrorKind, FileKind, FileTransfer, Host, HostConfig, OptionSource, PutOptions, Registry, StatOptions, Transport,
 };
-// Linked only through its registry entry, as a third-party plugin would be.
+// Linked only through their registry entries, as a third-party plugin would be.
 use tether_example_shellfs as _;
+use tether_transport_local as _;
 
+/// A host whose commands run locally and whose files go through shellfs.
 fn host_config() -> HostConfig {
     HostConfig::new("localhost", "local", "shellfs")
 }
 
-async fn connect(config: HostConfig) -> tether_core::Result<Arc<dyn Connection>> {
-    let plugin = Registry::global()?.get("shellfs")?;
-    if let Some(spec) = &plugin.options {
-        spec.validate(&config.options)?;
-    }
-    (plugin.connect)(ConnectRequest::direct(Arc::new(config), plugin.scheme)).await
+async fn shellfs_of(host: &Host) -> Arc<dyn FileTransfer> {
+    host.files().await.expect("shellfs connects and moves files")
 }
 
 async fn shellfs() -> Arc<dyn FileTransfer> {
-    let connection = connect(host_config()).await.expect("shellfs connects");
-    connection.file_transfer("shellfs").await.expect("shellfs moves files")
+    let host = Host::new(host_config()).unwrap();
+    shellfs_of(&host).await
 }
 
 async fn files() -> FilesFixture {
     let dir = tempfile::tempdir().expect("temporary directory");
     let base = dir.path().to_str().expect("UTF-8 temporary path").to_string();
-    FilesFixture { files: shellfs().await, base, guard: Box::new(dir) }
+    let host = Host::new(host_config()).unwrap();
+    FilesFixture { files: shellfs_of(&host).await, base, guard: Box::new((dir, host)) }
 }
 
+/// Commands through shellfs itself: a host whose `term` is `shellfs`,
+/// borrowing `local` for them.
 async fn transport() -> Arc<dyn Transport> {
-    let connection = connect(host_config()).await.expect("shellfs connects");
-    connection.transport().expect("shellfs hands out the inner command transport")
+    let mut config = HostConfig::new("localhost", "shellfs", "shellfs");
+    config.options.set("shellfs_options", "inner", "local", OptionSource::Api).unwrap();
+    Host::new(config).unwrap().transport().await.expect("shellfs hands out the borrowed command transport")
 }
 
 tether_core::files_conformance!(files);
@@ -57,7 +58,7 @@ async fn get(files: &dyn FileTransfer, path: &str) -> tether_core::Result<Vec<u8
 
 #[test]
 fn registry_lists_shellfs_and_local() {
-    let registry = Registry::global().unwrap();
+    let registry = Registry::global();
     let schemes: Vec<&str> = registry.plugins().map(|p| p.scheme).collect();
     assert!(schemes.contains(&"shellfs") && schemes.contains(&"local"), "{schemes:?}");
     let plugin = registry.get("shellfs").unwrap();
@@ -91,19 +92,57 @@ async fn host_puts_and_gets_through_shellfs() {
 
 #[tokio::test]
 async fn inner_scheme_is_checked() {
-    for (inner, needle) in [("shellfs", "cannot run its own commands"), ("no-such-scheme", "registered: ")] {
+    let cases = [
+        ("shellfs", "`shellfs` would build on its own connection: shellfs -> shellfs"),
+        ("no-such-scheme", "registered: "),
+    ];
+    for (inner, needle) in cases {
         let mut config = host_config();
         config.options.set("shellfs_options", "inner", inner, OptionSource::Api).unwrap();
-        let err = connect(config).await.unwrap_err();
+        let err = Host::new(config).unwrap().files().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
         assert!(err.to_string().contains(needle), "{err}");
     }
+    // A host whose term is shellfs, with no inner scheme named, would run its
+    // commands through itself.
+    let err = Host::new(HostConfig::new("loop", "shellfs", "shellfs")).unwrap().files().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
+    assert!(err.to_string().contains("shellfs -> shellfs"), "{err}");
+
     let mut config = host_config();
-    config.options.set("shellfs_options", "inner", "mem", OptionSource::Api).unwrap();
     config.options.set("shellfs_options", "typo", 1, OptionSource::Api).unwrap();
-    let err = connect(config).await.unwrap_err();
+    let err = Host::new(config).unwrap().files().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
     assert!(err.to_string().contains("typo"), "{err}");
+}
+
+/// Outside a `Host` there is no connection to borrow: a clear configuration
+/// error, not a second connection of the plugin's own.
+#[tokio::test]
+async fn a_plugin_connected_by_hand_has_nothing_to_borrow() {
+    let plugin = Registry::global().get("shellfs").unwrap();
+    let request = tether_core::ConnectRequest::direct(Arc::new(host_config()), plugin.scheme);
+    let err = (plugin.connect)(request).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
+    assert!(err.to_string().contains("no host lends its `local` connection"), "{err}");
+}
+
+/// shellfs borrows the very connection the host's `term` uses: one connect
+/// of the command scheme serves both, and it stays shared after a reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn borrows_the_hosts_own_command_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!("{}/one-connection", dir.path().to_str().unwrap());
+    let host = Host::new(host_config()).unwrap();
+    let term = host.connection("local").await.unwrap();
+    put(&*shellfs_of(&host).await, &path, b"shared", &PutOptions::default()).await.unwrap();
+    let after = host.connection("local").await.unwrap();
+    assert!(Arc::ptr_eq(&term, &after), "shellfs opened a second command connection");
+    // Closed with the host, and opened again together on next use.
+    host.close().await.unwrap();
+    assert_eq!(get(&*shellfs_of(&host).await, &path).await.unwrap(), b"shared");
+    let reopened = host.connection("local").await.unwrap();
+    assert!(!Arc::ptr_eq(&term, &reopened), "the closed connection was handed out again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,9 +33,10 @@ use async_trait::async_trait;
 pub use exec::{Call, Handler};
 pub use tunnel::Service;
 
+use crate::connection::ConnectRequest;
 use crate::connection::{Connection, ConnectionParts};
 use crate::error::{Error, ErrorKind, Result};
-use crate::registry::{BoxFuture, Capabilities, ConnectRequest, Plugin};
+use crate::registry::{BoxFuture, Capabilities, Plugin};
 
 /// The state every handle of one named host shares.
 #[derive(Default)]
@@ -162,13 +163,8 @@ fn connect(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<dyn Connect
 }
 
 /// The `mem` scheme's registry entry.
-pub const PLUGIN: Plugin = Plugin {
-    scheme: "mem",
-    connection_key: "mem",
-    description: "in-memory host for tests: scripted commands, a memory filesystem, in-process services",
-    capabilities: Capabilities { exec: true, shell: false, user_switch: false, files: true, tunnel: true },
-    options: None,
-    connect,
-};
+pub const PLUGIN: Plugin = Plugin::new("mem", connect)
+    .with_description("in-memory host for tests: scripted commands, a memory filesystem, in-process services")
+    .with_capabilities(Capabilities::NONE.with_exec().with_files().with_tunnel());
 
 inventory::submit!(PLUGIN);

@@ -49,7 +49,7 @@ const TEMPORARY_MODE: u32 = 0o600;
 
 /// The scp file transport on `session`.
 pub(crate) fn open(session: Arc<SshSession>, options: ScpOptions) -> Result<Arc<dyn FileTransfer>> {
-    options.validate()?;
+    options.checked()?;
     Ok(Arc::new(ScpFiles::new(session, options)))
 }
 
