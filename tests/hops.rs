@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tether::options::{Inventory, Overrides, Resolver, Settings};
-use tether::{Command, ErrorKind, Host, Lab, PutOptions, Registry, Transport};
-use tether_core::conformance::{FilesFixture, random_bytes};
+use tether::{Command, ErrorKind, Host, Lab, PutOptions, Registry};
+use tether_core::conformance::{Subject, random_bytes};
 use tether_test_servers::Sshd;
 use tether_test_servers::netns::{self, HOP1, HOP2, Namespace, TARGET};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -92,106 +92,73 @@ impl Chain {
         self.lab = Lab::new(Resolver::new(Registry::global(), inventory, Settings::default()).unwrap());
     }
 
-    /// The last host of the chain, shared.
-    fn last(&self) -> Arc<Host> {
-        self.lab.host(self.last).unwrap()
-    }
-
     /// A scratch directory on the far host (all namespaces share the file system).
     fn scratch(&self) -> tempfile::TempDir {
         tempfile::tempdir().unwrap()
     }
 }
 
-/// The command transport of a chain's last host, which keeps the chain alive
-/// (the conformance checks take `&*transport`).
-struct Guarded {
-    transport: Arc<dyn Transport>,
-    _host: Arc<Host>,
-    _chain: Chain,
-}
-
-impl std::ops::Deref for Guarded {
-    type Target = dyn Transport;
-    fn deref(&self) -> &Self::Target {
-        &*self.transport
+/// The conformance subject for `scheme` on the last host of a chain through
+/// `namespaces`: its `term` and `transfer` are the scheme (`shellfs` borrows
+/// the host's SSH connection). The scratch directory is on the shared
+/// filesystem; the tunnel's far end is the target's network, out of this
+/// process's reach, so the tunnel checks are left to the tests below.
+async fn subject_through(namespaces: &[Namespace], scheme: &str) -> Subject {
+    let chain = Chain::start(namespaces).await;
+    let mut overrides = Overrides { term: Some(scheme.into()), transfer: Some(scheme.into()), ..Default::default() };
+    if scheme == "shellfs" {
+        overrides.options.push(("shellfs_options".into(), "inner".into(), json!("ssh")));
     }
-}
-
-async fn transport_through(namespaces: &[Namespace]) -> Guarded {
-    let chain = Chain::start(namespaces).await;
-    let host = chain.last();
-    assert!(host.has_tunnel());
-    let transport = host.transport().await.expect("connect through the hops");
-    Guarded { transport, _host: host, _chain: chain }
-}
-
-async fn files_through(namespaces: &[Namespace], scheme: &str) -> FilesFixture {
-    let chain = Chain::start(namespaces).await;
-    let overrides = Overrides { transfer: Some(scheme.into()), ..Default::default() };
     let host = Arc::new(chain.lab.host_with(chain.last, &overrides).unwrap());
-    let files = host.files().await.expect("connect through the hops");
+    assert!(host.has_tunnel());
     let scratch = chain.scratch();
     let base = scratch.path().to_str().unwrap().to_string();
-    FilesFixture { files, base, guard: Box::new((host, chain, scratch)) }
+    let mut subject = Subject::of_host(host, base).with_local_symlinks();
+    subject.guard = Box::new((chain, scratch));
+    subject
 }
 
-mod one_hop {
-    use super::*;
-    async fn transport() -> Guarded {
-        transport_through(&[HOP1, HOP2]).await
-    }
-    tether_core::transport_conformance!(transport);
-
-    mod sftp {
-        use super::*;
-        async fn files() -> FilesFixture {
-            files_through(&[HOP1, HOP2], "sftp").await
-        }
-        tether_core::files_conformance!(files);
-    }
-
-    mod scp {
-        use super::*;
-        async fn files() -> FilesFixture {
-            files_through(&[HOP1, HOP2], "scp").await
-        }
-        tether_core::files_conformance!(files);
-    }
-}
-
+/// The whole suite through two hops, for every scheme that reaches a host
+/// over SSH.
 mod two_hops {
     use super::*;
-    async fn transport() -> Guarded {
-        transport_through(&[HOP1, HOP2, TARGET]).await
+
+    mod ssh {
+        async fn subject() -> super::Subject {
+            super::subject_through(&[super::HOP1, super::HOP2, super::TARGET], "ssh").await
+        }
+        tether_core::conformance!(subject);
     }
-    tether_core::transport_conformance!(transport);
 
     mod sftp {
-        use super::*;
-        async fn files() -> FilesFixture {
-            files_through(&[HOP1, HOP2, TARGET], "sftp").await
+        async fn subject() -> super::Subject {
+            super::subject_through(&[super::HOP1, super::HOP2, super::TARGET], "sftp").await
         }
-        tether_core::files_conformance!(files);
+        tether_core::conformance!(subject);
     }
 
     mod scp {
-        use super::*;
-        async fn files() -> FilesFixture {
-            files_through(&[HOP1, HOP2, TARGET], "scp").await
+        async fn subject() -> super::Subject {
+            super::subject_through(&[super::HOP1, super::HOP2, super::TARGET], "scp").await
         }
-        tether_core::files_conformance!(files);
+        tether_core::conformance!(subject);
+    }
+
+    mod shellfs {
+        async fn subject() -> super::Subject {
+            super::subject_through(&[super::HOP1, super::HOP2, super::TARGET], "shellfs").await
+        }
+        tether_core::conformance!(subject);
     }
 }
 
-/// `shellfs` borrows the target's one SSH connection, so it follows the same
-/// two hops: the whole files suite over it.
-mod shellfs_two_hops {
-    use super::*;
-    async fn files() -> FilesFixture {
-        files_through(&[HOP1, HOP2, TARGET], "shellfs").await
+/// Through one hop, the commands: the first hop's own tunnel carries the
+/// connection (the two-hop suite covers the rest).
+mod one_hop {
+    async fn subject() -> super::Subject {
+        super::subject_through(&[super::HOP1, super::HOP2], "ssh").await
     }
-    tether_core::files_conformance!(files);
+    tether_core::conformance!(subject);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use crate::dial::Dialer;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::FileTransfer;
 use crate::host::HostConnections;
-use crate::registry::Registry;
+use crate::registry::{Capabilities, Registry};
 use crate::transport::Transport;
 use crate::tunnel::Tunnel;
 
@@ -146,6 +146,13 @@ pub trait ConnectionFactory: Send + Sync + fmt::Debug {
     /// Schemes with the same key share one connection per host.
     fn connection_key(&self, scheme: &str) -> Result<String>;
 
+    /// What `scheme` declares it can do: a [`crate::Host`] answers
+    /// [`ErrorKind::Unsupported`] for the rest, whatever the connection it
+    /// shares could do. A factory that knows no plugins allows everything.
+    fn capabilities(&self, _scheme: &str) -> Result<Capabilities> {
+        Ok(Capabilities::ALL)
+    }
+
     /// Opens a connection to `host` for `scheme`, reaching its address the
     /// way `context` says.
     async fn connect(
@@ -179,6 +186,10 @@ impl RegistryFactory {
 impl ConnectionFactory for RegistryFactory {
     fn connection_key(&self, scheme: &str) -> Result<String> {
         Ok(self.registry.get(scheme)?.connection_key.to_string())
+    }
+
+    fn capabilities(&self, scheme: &str) -> Result<Capabilities> {
+        Ok(self.registry.get(scheme)?.capabilities)
     }
 
     async fn connect(

@@ -21,6 +21,8 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The destination exists and the operation does not overwrite.
     AlreadyExists,
+    /// A directory to remove still has entries.
+    DirectoryNotEmpty,
     /// A step did not finish within its time limit.
     Timeout,
     /// The connection could not be established.
@@ -56,6 +58,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not found",
             ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::DirectoryNotEmpty => "directory not empty",
             ErrorKind::Timeout => "timed out",
             ErrorKind::ConnectFailed => "connection failed",
             ErrorKind::ConnectionLost => "connection lost",
@@ -172,6 +175,7 @@ pub fn kind_of_io(err: &io::Error) -> ErrorKind {
         K::NotFound => ErrorKind::NotFound,
         K::PermissionDenied | K::ReadOnlyFilesystem => ErrorKind::PermissionDenied,
         K::AlreadyExists => ErrorKind::AlreadyExists,
+        K::DirectoryNotEmpty => ErrorKind::DirectoryNotEmpty,
         K::TimedOut | K::WouldBlock => ErrorKind::Timeout,
         K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable | K::AddrNotAvailable => {
             ErrorKind::ConnectFailed

@@ -134,8 +134,13 @@ pub trait FileTransfer: Send + Sync + fmt::Debug {
     }
 }
 
+/// The longest file name most filesystems take, in bytes.
+const NAME_MAX: usize = 255;
+
 /// A name for the temporary sibling of `path` that `put` writes first:
-/// same directory (so the rename is atomic), hidden, unique.
+/// same directory (so the rename is atomic), hidden, unique, and no longer
+/// than a file name may be (a long name is shortened, whole characters
+/// only, to leave room for the marks).
 pub fn temporary_sibling(path: &str) -> String {
     let (dir, name) = match path.rfind('/') {
         Some(i) => (&path[..=i], &path[i + 1..]),
@@ -149,7 +154,13 @@ pub fn temporary_sibling(path: &str) -> String {
         h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
         h.finish()
     };
-    format!("{dir}.{name}.tether-{nonce:016x}.tmp")
+    let marks = format!(".tether-{nonce:016x}.tmp");
+    let room = NAME_MAX - 1 - marks.len();
+    let mut end = name.len().min(room);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{dir}.{}{marks}", &name[..end])
 }
 
 /// Fails unless `actual` matches the caller's expected size.
@@ -378,5 +389,16 @@ mod tests {
         assert!(t.ends_with(".tmp"));
         assert_ne!(temporary_sibling("x"), temporary_sibling("x"));
         assert!(temporary_sibling("x").starts_with(".x.tether-"));
+    }
+
+    #[test]
+    fn temporary_sibling_of_a_long_name_fits_a_file_name() {
+        for name in ["n".repeat(255), "ü".repeat(127), format!("{}x", "日".repeat(80))] {
+            let t = temporary_sibling(&format!("/dir/{name}"));
+            let sibling = t.strip_prefix("/dir/").unwrap();
+            assert!(sibling.len() <= 255, "{} bytes", sibling.len());
+            assert!(sibling.ends_with(".tmp") && sibling.starts_with('.'));
+            assert!(name.starts_with(&sibling[1..sibling.find(".tether-").unwrap()]));
+        }
     }
 }

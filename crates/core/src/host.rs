@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::command::{Command, Output};
+use crate::command::{Command, Output, Pty};
 use crate::config::HostConfig;
 use crate::connection::{ConnectContext, Connection, ConnectionFactory, RegistryFactory};
 use crate::dial::Dialer;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::{FileTransfer, Metadata, Progress, PutOptions, StatOptions, get_file, put_file};
 use crate::process::Process;
+use crate::registry::Capabilities;
 use crate::transport::Transport;
 use crate::tunnel::{BoxStream, PortForward, Tunnel, forward_port};
 
@@ -120,21 +121,41 @@ impl Host {
         Shared::connection(&self.shared, scheme, &[]).await
     }
 
+    /// What `scheme` declares it can do.
+    pub fn capabilities(&self, scheme: &str) -> Result<Capabilities> {
+        self.shared.factory.capabilities(scheme).map_err(|e| e.with_host(self.id()))
+    }
+
+    /// Fails with [`ErrorKind::Unsupported`] unless `scheme` declares `wanted`:
+    /// a scheme gets only what it claims, even where the connection it
+    /// shares could do more (`sftp` runs no commands, though SSH could).
+    fn require(&self, scheme: &str, operation: &str, wanted: fn(&Capabilities) -> bool, what: &str) -> Result<()> {
+        if wanted(&self.capabilities(scheme)?) {
+            return Ok(());
+        }
+        Err(Error::new(ErrorKind::Unsupported, operation)
+            .with_host(self.id())
+            .with_context(format!("scheme `{scheme}` {what}")))
+    }
+
     /// The command transport (`term`).
     pub async fn transport(&self) -> Result<Arc<dyn Transport>> {
         let scheme = &self.config().term;
+        self.require(scheme, "exec", |c| c.exec, "runs no commands")?;
         command_transport(self.id(), scheme, self.connection(scheme).await?)
     }
 
     /// The file transport (`transfer`).
     pub async fn files(&self) -> Result<Arc<dyn FileTransfer>> {
         let scheme = &self.config().transfer;
+        self.require(scheme, "open file transfer", |c| c.files, "moves no files")?;
         self.connection(scheme).await?.file_transfer(scheme).await.map_err(|e| e.with_host(self.id()))
     }
 
     /// The tunnel, through the command transport's connection.
     pub async fn tunnel(&self) -> Result<Arc<dyn Tunnel>> {
         let scheme = &self.config().term;
+        self.require(scheme, "tunnel", |c| c.tunnel, "opens no streams")?;
         self.connection(scheme).await?.tunnel().ok_or_else(|| {
             Error::new(ErrorKind::Unsupported, "tunnel")
                 .with_host(self.id())
@@ -142,14 +163,30 @@ impl Host {
         })
     }
 
+    /// Starts an interactive login shell on a terminal (`term`).
+    pub async fn shell(&self, pty: &Pty) -> Result<Process> {
+        let scheme = &self.config().term;
+        self.require(scheme, "shell", |c| c.shell, "gives no interactive terminal")?;
+        self.transport().await?.shell(pty).await.map_err(|e| e.with_host(self.id()))
+    }
+
     /// Runs a command to the end.
     pub async fn exec(&self, command: &Command) -> Result<Output> {
+        self.require_user_switch(command)?;
         self.transport().await?.exec(command).await.map_err(|e| e.with_host(self.id()))
     }
 
     /// Starts a command with streaming pipes.
     pub async fn spawn(&self, command: &Command) -> Result<Process> {
+        self.require_user_switch(command)?;
         self.transport().await?.spawn(command).await.map_err(|e| e.with_host(self.id()))
+    }
+
+    fn require_user_switch(&self, command: &Command) -> Result<()> {
+        if command.user.is_none() && command.group.is_none() {
+            return Ok(());
+        }
+        self.require(&self.config().term, "exec", |c| c.user_switch, "runs commands only as its own login")
     }
 
     /// Uploads a local file (see [`put_file`]).

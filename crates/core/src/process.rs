@@ -137,3 +137,24 @@ async fn read_all(pipe: Option<BoxReader>) -> Result<Vec<u8>> {
 pub async fn exec_with_process(process: Process, command: &Command) -> Result<Output> {
     process.collect(command.stdin.clone(), command.timeout).await?.checked(command)
 }
+
+/// Runs futures at once on the current task and collects their outputs in
+/// order (no spawning, so they may borrow).
+pub(crate) async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}

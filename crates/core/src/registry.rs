@@ -59,6 +59,10 @@ impl Capabilities {
     pub const NONE: Capabilities =
         Capabilities { exec: false, shell: false, user_switch: false, files: false, tunnel: false };
 
+    /// Everything: what a connection factory that knows no plugins assumes.
+    pub const ALL: Capabilities =
+        Capabilities { exec: true, shell: true, user_switch: true, files: true, tunnel: true };
+
     /// Adds: runs commands.
     pub const fn with_exec(mut self) -> Self {
         self.exec = true;

@@ -1,86 +1,39 @@
 //! The `mem` transport runs the same conformance suite as every other
-//! transport. Its commands are scripted, so this file scripts exactly the
-//! lines the suite sends, each with the behaviour of the real command.
+//! transport, on its generic behaviour: its built-in shell runs the suite's
+//! command lines, nothing is scripted for them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_core::conformance::exec::{large_output_expected, lines};
-use tether_core::conformance::{FilesFixture, files::*};
-use tether_core::memory::{Call, MemoryHost};
-use tether_core::{ExitStatus, FileTransfer, Output, Transport, Tunnel};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tether_core::conformance::{MemoryServices, Subject};
+use tether_core::memory::MemoryHost;
+use tether_core::{ExitStatus, FileTransfer, Host, HostConfig, Output, Transport};
 
 fn out(stdout: &[u8], stderr: &[u8], code: i32) -> Output {
     Output { stdout: stdout.to_vec(), stderr: stderr.to_vec(), status: ExitStatus::Code(code) }
 }
 
-/// A host that answers the suite's lines.
-fn scripted_host() -> MemoryHost {
-    let host = MemoryHost::new();
-    host.respond(lines::EXIT_0, out(b"", b"", 0));
-    host.respond(lines::EXIT_1, out(b"", b"", 1));
-    host.respond(lines::EXIT_255, out(b"", b"", 255));
-    host.respond(lines::OUT_AND_ERR, out(b"out", b"err", 0));
-    host.respond(lines::BINARY, out(b"a\0b\xffc", b"", 0));
-    host.respond(lines::LARGE, out(&large_output_expected(), b"", 0));
-    host.handle(lines::CAT, |call: Call| out(&call.stdin, b"", 0));
-    host.handle(lines::PRINT_ENV, |call: Call| {
-        out(call.command.env.get("TETHER_PROBE").map(String::as_bytes).unwrap_or_default(), b"", 0)
-    });
-    host.handle(lines::PWD, |call: Call| {
-        out(format!("{}\n", call.command.cwd.as_deref().unwrap_or("/")).as_bytes(), b"", 0)
-    });
-    host.handle_async(lines::SLEEP, |_| async {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        out(b"", b"", 0)
-    });
-    host.respond(lines::FAIL_3, out(b"", b"failing\n", 3));
-    host.respond(
-        lines::SELF_KILL,
-        Output { stdout: vec![], stderr: vec![], status: ExitStatus::Signal("KILL".into()) },
-    );
-    host.handle(lines::PRINTF_ARGV, |call: Call| match &call.command.line {
-        tether_core::CommandLine::Argv(argv) => {
-            out(argv[2..].iter().map(|a| format!("{a}|")).collect::<String>().as_bytes(), b"", 0)
-        }
-        other => out(b"", format!("expected argv, got {other:?}").as_bytes(), 2),
-    });
-    host
+/// A fresh memory host reached through the registry as `mem://NAME`, with a
+/// scratch directory, in-memory services, and a network that can drop.
+async fn subject() -> Subject {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = format!("conformance-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let memory = MemoryHost::named(&name);
+    memory.mkdir("/scratch", false).await.unwrap();
+    let mut config = HostConfig::new(name.clone(), "mem", "mem");
+    config.address = Some(name);
+    let host = Arc::new(Host::new(config).unwrap());
+    let mut subject = Subject::of_host(host, "/scratch");
+    subject.services = Some(Arc::new(MemoryServices::new(memory.clone())));
+    let (sever, link) = (memory.clone(), memory.clone());
+    subject.sever = Some(Box::new(move || sever.drop_connections()));
+    subject.symlink = Some(Box::new(move |target, path| link.symlink(target, path)));
+    subject.files_in_memory = true;
+    subject.guard = Box::new(memory);
+    subject
 }
 
-async fn transport() -> Arc<dyn Transport> {
-    Arc::new(scripted_host())
-}
-
-async fn files() -> FilesFixture {
-    let host = MemoryHost::new();
-    let files: Arc<dyn FileTransfer> = Arc::new(host.clone());
-    files.mkdir("/scratch", false).await.unwrap();
-    FilesFixture { files, base: "/scratch".into(), guard: Box::new(host) }
-}
-
-async fn tunnel() -> (Arc<dyn Tunnel>, String, u16, MemoryHost) {
-    let host = MemoryHost::new();
-    host.serve("echo.internal", 7, |mut stream| async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if stream.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    (Arc::new(host.clone()), "echo.internal".into(), 7, host)
-}
-
-tether_core::transport_conformance!(transport);
-tether_core::files_conformance!(files);
-tether_core::tunnel_conformance!(tunnel);
+tether_core::conformance!(subject);
 
 #[tokio::test]
 async fn unscripted_command_is_127_and_calls_are_recorded() {
@@ -105,7 +58,10 @@ async fn dropped_connection_fails_pending_work() {
         let host = host.clone();
         tokio::spawn(async move { host.exec(&tether_core::Command::shell("sleep 5")).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The handler is running once its call is recorded.
+    while host.calls().is_empty() {
+        tokio::task::yield_now().await;
+    }
     host.drop_connections();
     let started = std::time::Instant::now();
     // The handler still sleeps; the pending exec must not wait for it.
@@ -124,6 +80,4 @@ async fn named_hosts_are_shared() {
     assert_eq!(b.read_file("/etc/motd").unwrap(), "hello");
     let listing = b.list("/etc").await.unwrap();
     assert_eq!(listing[0].name, "motd");
-    // Suppress unused warnings for glob-imported checks used only by the macro.
-    let _ = round_trip_empty;
 }

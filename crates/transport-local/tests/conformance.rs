@@ -1,50 +1,27 @@
-//! The core behaviour suite, run against the `local` transport, and the
-//! registry path a program takes to reach it.
+//! The core behaviour suite, run against the `local` transport through the
+//! registry path a program takes to reach it, and what the suite does not
+//! cover.
 
 use std::sync::Arc;
 
-use tether_core::conformance::FilesFixture;
-use tether_core::{Command, FileTransfer, Host, HostConfig, PutOptions, Registry, StatOptions, Transport, Tunnel};
+use tether_core::conformance::{LoopbackServices, Subject};
+use tether_core::{Command, FileTransfer, Host, HostConfig, PutOptions, Registry, StatOptions, Transport};
 use tether_transport_local::{LocalOptions, local_host};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn transport() -> Arc<dyn Transport> {
-    local_host(LocalOptions::default())
-}
-
-async fn files() -> FilesFixture {
+/// This machine as a host from the registry, a scratch directory, and
+/// services on loopback for the tunnel checks.
+async fn subject() -> Subject {
     let dir = tempfile::tempdir().expect("create a scratch directory");
-    let base = dir.path().to_str().expect("temporary paths are UTF-8").to_string();
-    FilesFixture { files: local_host(LocalOptions::default()), base, guard: Box::new(dir) }
+    let scratch = dir.path().to_str().expect("temporary paths are UTF-8").to_string();
+    let host = Arc::new(Host::new(HostConfig::new("local", "local", "local")).unwrap());
+    let mut subject = Subject::of_host(host, scratch).with_local_symlinks();
+    subject.services = Some(Arc::new(LoopbackServices::default()));
+    subject.guard = Box::new(dir);
+    subject
 }
 
-/// An echo server on an ephemeral loopback port, stopped with the guard.
-async fn tunnel() -> (Arc<dyn Tunnel>, String, u16, Box<dyn std::any::Any + Send>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind an echo port");
-    let port = listener.local_addr().expect("local address").port();
-    let server = tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut reader, mut writer) = stream.split();
-                let _ = tokio::io::copy(&mut reader, &mut writer).await;
-            });
-        }
-    });
-    let guard = AbortOnDrop(server);
-    (local_host(LocalOptions::default()), "127.0.0.1".to_string(), port, Box::new(guard))
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-tether_core::transport_conformance!(transport);
-tether_core::files_conformance!(files);
-tether_core::tunnel_conformance!(tunnel);
+tether_core::conformance!(subject);
 
 #[test]
 fn plugin_is_registered() {
@@ -105,8 +82,15 @@ async fn closed_host_refuses_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_is_a_real_connection() {
-    let (tunnel, host, port, _guard) = tunnel().await;
-    let mut stream = tunnel.open_stream(&host, port).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let (mut reader, mut writer) = stream.split();
+        let _ = tokio::io::copy(&mut reader, &mut writer).await;
+    });
+    let tunnel = local_host(LocalOptions::default());
+    let mut stream = tether_core::Tunnel::open_stream(&*tunnel, "127.0.0.1", port).await.unwrap();
     stream.write_all(b"ping").await.unwrap();
     let mut back = [0u8; 4];
     stream.read_exact(&mut back).await.unwrap();

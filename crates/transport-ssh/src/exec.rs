@@ -20,7 +20,7 @@ use tether_core::{
     BoxReader, BoxWriter, Command, Error, ErrorKind, ExitStatus, Process, ProcessControl, Pty, Result, Transport, quote,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
 use crate::connect::SshSession;
 use crate::error::{ssh, timed};
@@ -147,6 +147,17 @@ impl SshSession {
     }
 
     /// Opens a session channel in the slot `permit` holds.
+    /// A session channel outside the `max_sessions` count, for a moment's
+    /// work while every slot may be taken.
+    async fn unmetered_channel(&self, limit: Duration) -> Result<russh::Channel<Msg>> {
+        match tokio::time::timeout(limit, self.handle.channel_open_session()).await {
+            Ok(Ok(channel)) => Ok(channel),
+            Ok(Err(e)) => Err(ssh("exec", e)),
+            Err(_) => Err(Error::new(ErrorKind::Timeout, "exec")
+                .with_context(format!("{}: no session channel within {limit:?}", self.target))),
+        }
+    }
+
     async fn open_with_permit(&self, permit: OwnedSemaphorePermit, limit: Duration) -> Result<OpenChannel> {
         self.ensure_open("exec")?;
         let deadline = tokio::time::Instant::now() + limit;
@@ -184,8 +195,9 @@ impl SshSession {
 /// What a session channel is asked to start.
 enum Start<'a> {
     /// A command line, with its environment (sent as `env` requests when the
-    /// server accepts them) and an optional terminal.
-    Exec { command: &'a Command, pty: Option<&'a Pty> },
+    /// server accepts them) and an optional terminal; `reapable` when
+    /// `kill` may send the reaper after it (not for the reaper itself).
+    Exec { command: &'a Command, pty: Option<&'a Pty>, reapable: bool },
     /// The login shell on a terminal.
     Shell { pty: &'a Pty },
 }
@@ -194,7 +206,7 @@ enum Start<'a> {
 impl Transport for SshSession {
     async fn spawn(&self, command: &Command) -> Result<Process> {
         command.validate()?;
-        self.start(Start::Exec { command, pty: command.pty.as_ref() }).await
+        self.start(Start::Exec { command, pty: command.pty.as_ref(), reapable: true }).await
     }
 
     async fn shell(&self, pty: &Pty) -> Result<Process> {
@@ -212,7 +224,16 @@ impl SshSession {
     async fn start(&self, what: Start<'_>) -> Result<Process> {
         self.ensure_open("exec")?;
         let limit = self.options.connect_timeout()?;
-        let (channel, permit) = self.command_channel(limit).await?;
+        let token = run_token();
+        let (channel, permit) = match what {
+            // The reaper takes no `max_sessions` slot: the command it ends
+            // may hold the last one, and it lives for a moment only.
+            Start::Exec { reapable: false, .. } => (self.unmetered_channel(KILL_GRACE).await?, None),
+            _ => {
+                let (channel, permit) = self.command_channel(limit).await?;
+                (channel, Some(permit))
+            }
+        };
         let (mut reader, writer) = channel.split();
         let writer = Arc::new(writer);
         // Replies to channel requests arrive in order, but output may come
@@ -232,7 +253,7 @@ impl SshSession {
             }
             match &what {
                 Start::Exec { command, .. } => {
-                    let line = self.command_line(command, &writer, &mut reader, &mut early).await?;
+                    let line = self.command_line(command, &token, &writer, &mut reader, &mut early).await?;
                     // The reply is left to the pump: stdin and EOF go out
                     // without waiting a round trip for it (two through a hop).
                     writer.exec(true, line.as_bytes()).await.map_err(|e| ssh("exec", e))
@@ -259,14 +280,19 @@ impl SshSession {
             }
             Some(_) => (None, None),
         };
-        tokio::spawn(feed_stdin(stdin_pump, writer.clone()));
+        let (ended_tx, ended_rx) = watch::channel(false);
+        tokio::spawn(feed_stdin(stdin_pump, writer.clone(), ended_rx));
         let (done_tx, done_rx) = oneshot::channel();
         let exec_reply_by = match what {
             Start::Exec { .. } => Some(tokio::time::Instant::now() + limit),
             Start::Shell { .. } => None,
         };
-        let channel = ChannelPipes { reader, stdout: stdout_pump, stderr: stderr_pump };
+        let channel = ChannelPipes { reader, stdout: stdout_pump, stderr: stderr_pump, ended: ended_tx };
         let pump = tokio::spawn(pump_output(early, channel, exec_reply_by, permit, done_tx, self.target.clone()));
+        let reaper = match what {
+            Start::Exec { reapable: true, .. } => Some(Reaper { session: self.me.clone(), token }),
+            _ => None,
+        };
         let control = SshProcess {
             writer,
             pump,
@@ -274,6 +300,7 @@ impl SshSession {
             status: None,
             target: self.target.clone(),
             terminal: pty.is_some(),
+            reaper,
         };
         Ok(Process::new(
             Some(Box::pin(stdin_user) as BoxWriter),
@@ -309,13 +336,14 @@ impl SshSession {
     async fn command_line(
         &self,
         command: &Command,
+        token: &str,
         writer: &WriteHalf,
         reader: &mut ReadHalf,
         early: &mut Vec<ChannelMsg>,
     ) -> Result<String> {
         let switch = self.switch_prefix(command);
         if command.env.is_empty() || switch.is_some() || self.setenv_refused.load(Ordering::Relaxed) {
-            let line = command.wrapped_shell_line();
+            let line = tagged(token, &command.wrapped_shell_line());
             return Ok(match switch {
                 Some(prefix) => format!("{prefix} sh -c {}", quote(&line)),
                 None => line,
@@ -344,11 +372,11 @@ impl SshSession {
         if refused {
             tracing::debug!(target = %self.target, "server refused env requests; using an env prefix from now on");
             self.setenv_refused.store(true, Ordering::Relaxed);
-            return Ok(command.wrapped_shell_line());
+            return Ok(tagged(token, &command.wrapped_shell_line()));
         }
         let mut bare = command.clone();
         bare.env.clear();
-        Ok(bare.wrapped_shell_line())
+        Ok(tagged(token, &bare.wrapped_shell_line()))
     }
 
     /// `sudo -n -u USER -g GROUP --` when the command asks for a user or
@@ -373,22 +401,30 @@ impl SshSession {
 }
 
 /// Copies the caller's stdin into the channel in large chunks, then sends EOF
-/// (also when the caller drops stdin without `shutdown`).
-async fn feed_stdin(mut from: DuplexStream, to: Arc<WriteHalf>) {
-    let mut buf = vec![0u8; PIPE_BUFFER];
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.data_bytes(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
-                    // The channel is gone: dropping `from` makes the caller's
-                    // next write a broken pipe.
-                    return;
+/// (also when the caller drops stdin without `shutdown`). It stops as soon
+/// as the command has ended (`ended`): a server stops widening the window
+/// of a finished command's stdin, so a caller still writing would wait
+/// forever; dropping `from` makes its next write a broken pipe instead.
+async fn feed_stdin(mut from: DuplexStream, to: Arc<WriteHalf>, mut ended: watch::Receiver<bool>) {
+    let feed = async {
+        let mut buf = vec![0u8; PIPE_BUFFER];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.data_bytes(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                        // The channel is gone.
+                        return;
+                    }
                 }
             }
         }
+        let _ = to.eof().await;
+    };
+    tokio::select! {
+        () = feed => {}
+        _ = ended.wait_for(|ended| *ended) => {}
     }
-    let _ = to.eof().await;
 }
 
 /// How a channel ended, as the pump saw it.
@@ -397,6 +433,8 @@ type Ending = std::result::Result<ExitStatus, Error>;
 /// A channel's read half and the pipes its output goes to.
 struct ChannelPipes {
     reader: russh::ChannelReadHalf,
+    /// Told once the command has ended, so its stdin stops being fed.
+    ended: watch::Sender<bool>,
     stdout: DuplexStream,
     stderr: Option<DuplexStream>,
 }
@@ -410,11 +448,11 @@ async fn pump_output(
     early: Vec<ChannelMsg>,
     channel: ChannelPipes,
     mut exec_reply_by: Option<tokio::time::Instant>,
-    permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
     done: oneshot::Sender<Ending>,
     target: String,
 ) {
-    let ChannelPipes { mut reader, mut stdout, mut stderr } = channel;
+    let ChannelPipes { mut reader, mut stdout, mut stderr, ended } = channel;
     let (mut stdout_open, mut stderr_open) = (true, true);
     let mut status = None;
     let mut early = early.into_iter();
@@ -455,9 +493,11 @@ async fn pump_output(
             }
             Some(ChannelMsg::ExitStatus { exit_status }) => {
                 status = Some(ExitStatus::Code(i32::try_from(exit_status).unwrap_or(i32::MAX)));
+                let _ = ended.send(true);
             }
             Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
                 status = Some(ExitStatus::Signal(signal_text(&signal_name)));
+                let _ = ended.send(true);
             }
             Some(ChannelMsg::Eof) => {
                 // End of output: readers see EOF now, not at channel close.
@@ -478,6 +518,7 @@ async fn pump_output(
             }
         }
     };
+    let _ = ended.send(true);
     let _ = stdout.shutdown().await;
     if let Some(pipe) = stderr.as_mut() {
         let _ = pipe.shutdown().await;
@@ -517,6 +558,8 @@ struct SshProcess {
     target: String,
     /// Whether the channel has a terminal (and so a window size).
     terminal: bool,
+    /// Ends the command's processes when the server ignores the signal.
+    reaper: Option<Reaper>,
 }
 
 impl std::fmt::Debug for SshProcess {
@@ -549,7 +592,7 @@ impl ProcessControl for SshProcess {
             return Ok(());
         }
         let Some(done) = self.done.take() else { return Ok(()) };
-        let status = stop_channel(self.writer.clone(), self.pump.abort_handle(), done).await;
+        let status = stop_channel(self.writer.clone(), self.pump.abort_handle(), done, self.reaper.take()).await;
         self.status = Some(status);
         Ok(())
     }
@@ -570,7 +613,7 @@ impl Drop for SshProcess {
         // A dropped process releases its channel (and with it the session slot).
         let Some(done) = self.done.take() else { return };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(stop_channel(self.writer.clone(), self.pump.abort_handle(), done));
+            runtime.spawn(stop_channel(self.writer.clone(), self.pump.abort_handle(), done, self.reaper.take()));
         } else {
             self.pump.abort();
         }
@@ -580,19 +623,84 @@ impl Drop for SshProcess {
 /// How long a stopped command gets to end its channel itself.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
+/// How long the KILL signal gets before the reaper is sent.
+const SIGNAL_GRACE: Duration = Duration::from_millis(300);
+
+/// The variable every command's shell exports, so its processes can be
+/// found and ended where the server ignores the KILL signal.
+const RUN_TOKEN_VAR: &str = "TETHER_RUN";
+
+/// `line`, run with [`RUN_TOKEN_VAR`] set to `token` in its environment
+/// (and that of everything it starts).
+fn tagged(token: &str, line: &str) -> String {
+    format!("export {RUN_TOKEN_VAR}={token}; {line}")
+}
+
+/// A token no other command of this program carries.
+fn run_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+/// Ends a command's processes by the token in their environment: OpenSSH
+/// refuses the KILL signal for root logins ("session signalling requires
+/// privilege separation"), and closing the channel ends nothing that does
+/// not write, so `kill` would otherwise leave the command running.
+struct Reaper {
+    session: std::sync::Weak<SshSession>,
+    token: String,
+}
+
+impl Reaper {
+    /// Kills every process of the host whose environment holds the token,
+    /// on a channel of its own; errors are left to the caller's close.
+    async fn reap(self) {
+        let Some(session) = self.session.upgrade() else { return };
+        let line = format!(
+            "grep -lsxzF {var}={token} /proc/[0-9]*/environ | while read -r f; do p=${{f#/proc/}}; kill -KILL \"${{p%/environ}}\"; done",
+            var = RUN_TOKEN_VAR,
+            token = self.token
+        );
+        // The reaper carries a token of its own, so it never matches.
+        let reaper = Command::shell(line);
+        let started = session.start(Start::Exec { command: &reaper, pty: None, reapable: false }).await;
+        match started {
+            Ok(process) => {
+                if let Err(err) = process.collect(None, Some(KILL_GRACE)).await {
+                    tracing::debug!(target = %session.target, %err, "the reaper did not finish");
+                }
+            }
+            Err(err) => tracing::debug!(target = %session.target, %err, "could not start the reaper"),
+        }
+    }
+}
+
 /// Stops a command: the KILL signal (where sshd honours it) and EOF on its
-/// stdin, then the server's close. The client does not close first, since
-/// russh 0.65 ignores the server's answer to a close the client sent, so the
-/// channel would never report its end; only when the server stays silent is
-/// the channel closed from here and its pump (which holds the session slot)
+/// stdin, then, if the command is still there, the reaper, then the
+/// server's close. The client does not close first, since russh 0.65
+/// ignores the server's answer to a close the client sent, so the channel
+/// would never report its end; only when the server stays silent is the
+/// channel closed from here and its pump (which holds the session slot)
 /// dropped.
 async fn stop_channel(
     writer: Arc<WriteHalf>,
     pump: tokio::task::AbortHandle,
-    done: oneshot::Receiver<Ending>,
+    mut done: oneshot::Receiver<Ending>,
+    reaper: Option<Reaper>,
 ) -> ExitStatus {
     let _ = writer.signal(russh::Sig::KILL).await;
     let _ = writer.eof().await;
+    if let Some(reaper) = reaper {
+        match tokio::time::timeout(SIGNAL_GRACE, &mut done).await {
+            Ok(Ok(Ok(status))) => return status,
+            Ok(_) => {}
+            Err(_) => reaper.reap().await,
+        }
+    }
     match tokio::time::timeout(KILL_GRACE, done).await {
         Ok(Ok(Ok(status))) => status,
         _ => {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tether_core::conformance::{FilesFixture, random_bytes, sha256_hex};
+use tether_core::conformance::{random_bytes, sha256_hex};
 use tether_core::{Connection, ErrorKind, FileKind, FileTransfer, OptionSource, PutOptions, StatOptions};
 use tether_test_servers::Sshd;
 
@@ -86,13 +86,6 @@ async fn remote(scp: Scp<'_>, connect_timeout: f64) -> Remote {
     let base = base.to_str().expect("UTF-8 temporary directory").to_string();
     Remote { files, _connection: connection, base, log, sshd: Arc::new(Mutex::new(sshd)), dir }
 }
-
-async fn files() -> FilesFixture {
-    let remote = remote(Scp::Logged, 30.0).await;
-    FilesFixture { files: remote.files.clone(), base: remote.base.clone(), guard: Box::new(remote) }
-}
-
-tether_core::files_conformance!(files);
 
 /// Puts `data` announcing its size, as `put_file` does, so the bytes go
 /// through `scp -t`.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, UNIX_EPOCH};
 
-use tether_core::conformance::{FilesFixture, random_bytes, sha256_hex};
+use tether_core::conformance::{random_bytes, sha256_hex};
 use tether_core::{
     Connection, ErrorKind, FileKind, FileTransfer, HostConfig, OptionSource, PutOptions, StatOptions, get_file,
     put_file,
@@ -59,13 +59,6 @@ async fn server_with(builder: SshdBuilder, configure: impl FnOnce(&mut HostConfi
 async fn server() -> Server {
     server_with(Sshd::builder(), |_| {}).await
 }
-
-async fn files() -> FilesFixture {
-    let server = server().await;
-    FilesFixture { files: server.files.clone(), base: server.base(), guard: Box::new(server) }
-}
-
-tether_core::files_conformance!(files);
 
 async fn put_bytes(
     files: &dyn FileTransfer,

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::any::Any;
 use std::net::{Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tether_core::{Connection, ErrorKind, HostConfig, OptionSource, Tunnel};
@@ -106,19 +104,6 @@ fn only_port(connection: &SshConnection) -> u16 {
     assert_ne!(forwards[0].listen_port, 0);
     forwards[0].listen_port
 }
-
-// ---------------------------------------------------------------------------
-// The conformance suite.
-
-async fn tunnel() -> (Arc<dyn Tunnel>, String, u16, Box<dyn Any + Send>) {
-    let sshd = common::start(Sshd::builder()).await;
-    let connection = common::connect(host(&sshd)).await.expect("connect");
-    let tunnel = connection.tunnel().expect("ssh tunnels");
-    let (port, server) = echo().await;
-    (tunnel, "127.0.0.1".to_string(), port, Box::new((server, connection, sshd)))
-}
-
-tether_core::tunnel_conformance!(tunnel);
 
 // ---------------------------------------------------------------------------
 // open_stream.

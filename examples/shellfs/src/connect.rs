@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use tether_core::shell_files::ShellFiles;
-use tether_core::{BoxFuture, ConnectRequest, Connection, Error, ErrorKind, FileTransfer, Result, Transport};
+use tether_core::{
+    BoxFuture, Command, ConnectRequest, Connection, Error, ErrorKind, FileTransfer, Output, Process, Result, Transport,
+};
 
 use crate::options::{OPTIONS_TABLE, ShellFsOptions};
 
@@ -24,7 +26,8 @@ struct ShellFsConnection {
 #[async_trait]
 impl Connection for ShellFsConnection {
     fn transport(&self) -> Option<Arc<dyn Transport>> {
-        self.inner.transport()
+        let inner = self.inner.transport()?;
+        Some(Arc::new(Commands { inner }))
     }
 
     async fn file_transfer(&self, _scheme: &str) -> Result<Arc<dyn FileTransfer>> {
@@ -45,6 +48,35 @@ impl Connection for ShellFsConnection {
         self.closed.store(true, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// The borrowed command transport, held to what `shellfs` declares: plain
+/// commands, no terminals and no other users (the scheme that lends it may
+/// offer those under its own name).
+#[derive(Debug)]
+struct Commands {
+    inner: Arc<dyn Transport>,
+}
+
+#[async_trait]
+impl Transport for Commands {
+    async fn exec(&self, command: &Command) -> Result<Output> {
+        as_login_only(command)?;
+        self.inner.exec(command).await
+    }
+
+    async fn spawn(&self, command: &Command) -> Result<Process> {
+        as_login_only(command)?;
+        self.inner.spawn(command).await
+    }
+}
+
+fn as_login_only(command: &Command) -> Result<()> {
+    if command.user.is_some() || command.group.is_some() {
+        return Err(Error::new(ErrorKind::Unsupported, "exec")
+            .with_context("shellfs runs commands as the login only; use the lending scheme as `term`"));
+    }
+    Ok(())
 }
 
 pub(crate) fn connect(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<dyn Connection>>> {

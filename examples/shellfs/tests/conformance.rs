@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tether_core::conformance::FilesFixture;
+use tether_core::conformance::Subject;
 use tether_core::{
-    ErrorKind, FileKind, FileTransfer, Host, HostConfig, OptionSource, PutOptions, Registry, StatOptions, Transport,
+    ErrorKind, FileKind, FileTransfer, Host, HostConfig, OptionSource, PutOptions, Registry, StatOptions,
 };
 // Linked only through their registry entries, as a third-party plugin would be.
 use tether_example_shellfs as _;
@@ -27,23 +27,19 @@ async fn shellfs() -> Arc<dyn FileTransfer> {
     shellfs_of(&host).await
 }
 
-async fn files() -> FilesFixture {
+/// A host whose `term` and `transfer` are both `shellfs`, borrowing `local`
+/// for its commands, with a scratch directory.
+async fn subject() -> Subject {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let base = dir.path().to_str().expect("UTF-8 temporary path").to_string();
-    let host = Host::new(host_config()).unwrap();
-    FilesFixture { files: shellfs_of(&host).await, base, guard: Box::new((dir, host)) }
-}
-
-/// Commands through shellfs itself: a host whose `term` is `shellfs`,
-/// borrowing `local` for them.
-async fn transport() -> Arc<dyn Transport> {
+    let scratch = dir.path().to_str().expect("UTF-8 temporary path").to_string();
     let mut config = HostConfig::new("localhost", "shellfs", "shellfs");
     config.options.set("shellfs_options", "inner", "local", OptionSource::Api).unwrap();
-    Host::new(config).unwrap().transport().await.expect("shellfs hands out the borrowed command transport")
+    let mut subject = Subject::of_host(Arc::new(Host::new(config).unwrap()), scratch).with_local_symlinks();
+    subject.guard = Box::new(dir);
+    subject
 }
 
-tether_core::files_conformance!(files);
-tether_core::transport_conformance!(transport);
+tether_core::conformance!(subject);
 
 async fn put(files: &dyn FileTransfer, path: &str, data: &[u8], options: &PutOptions) -> tether_core::Result<u64> {
     let mut reader = data;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use super::{MemoryHost, lock};
+use super::{MemoryHost, lock, shell};
 use crate::command::{Command, ExitStatus, Output};
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::{Process, ProcessControl};
@@ -21,7 +21,8 @@ pub struct Call {
     pub line: String,
     /// The whole command.
     pub command: Command,
-    /// Everything written to its standard input.
+    /// Everything written to its standard input, for a scripted command
+    /// (empty for one the built-in shell ran: its input streams).
     pub stdin: Vec<u8>,
 }
 
@@ -116,41 +117,25 @@ fn sync_handler(handler: impl Fn(Call) -> Output + Send + Sync + 'static) -> Han
     })
 }
 
-fn not_found(line: &str) -> Output {
-    let program = line.split_whitespace().next().unwrap_or(line);
-    Output {
-        stdout: Vec::new(),
-        stderr: format!("mem: {program}: command not found\n").into_bytes(),
-        status: ExitStatus::Code(127),
-    }
-}
-
 #[derive(Debug)]
 struct MemoryProcess {
-    status: Option<oneshot::Receiver<ExitStatus>>,
-    task: tokio::task::JoinHandle<()>,
+    pid: u32,
+    status: oneshot::Receiver<ExitStatus>,
     host: MemoryHost,
 }
 
 #[async_trait]
 impl ProcessControl for MemoryProcess {
     async fn wait(&mut self) -> Result<ExitStatus> {
-        let Some(status) = self.status.as_mut() else {
-            return Ok(ExitStatus::Signal("KILL".into()));
-        };
-        let generation = self.host.shared.generation.load(Ordering::SeqCst);
-        match status.await {
+        match (&mut self.status).await {
             Ok(status) => Ok(status),
-            Err(_) if generation != self.host.generation => {
-                Err(Error::new(ErrorKind::ConnectionLost, "exec").with_context("connection dropped"))
-            }
-            Err(_) => Ok(ExitStatus::Signal("KILL".into())),
+            Err(_) => Err(Error::new(ErrorKind::ConnectionLost, "exec").with_context("connection dropped")),
         }
     }
 
     async fn kill(&mut self) -> Result<()> {
-        self.task.abort();
-        self.status = None;
+        // Gone already is fine: the process ended on its own.
+        self.host.signal(self.pid, "KILL");
         Ok(())
     }
 }
@@ -160,51 +145,96 @@ impl Transport for MemoryHost {
     async fn spawn(&self, command: &Command) -> Result<Process> {
         self.ensure_alive("exec")?;
         command.validate()?;
+        if command.user.is_some() || command.group.is_some() {
+            return Err(Error::new(ErrorKind::Unsupported, "exec").with_context("mem runs commands as its one user"));
+        }
+        if command.pty.is_some() {
+            return Err(Error::new(ErrorKind::Unsupported, "exec").with_context("mem has no terminals"));
+        }
         let line = command.shell_line();
         let handler = self.handler_for(command, &line);
-        let (stdin_writer, mut stdin_reader) = tokio::io::duplex(CHUNK);
-        let (mut stdout_writer, stdout_reader) = tokio::io::duplex(CHUNK);
-        let (mut stderr_writer, stderr_reader) = tokio::io::duplex(CHUNK);
+        let (stdin_writer, stdin_reader) = tokio::io::duplex(CHUNK);
+        let (stdout_writer, stdout_reader) = tokio::io::duplex(CHUNK);
+        let (stderr_writer, stderr_reader) = tokio::io::duplex(CHUNK);
         let (status_tx, status_rx) = oneshot::channel();
+        let (signal_tx, mut signal_rx) = tokio::sync::mpsc::unbounded_channel();
+        let pid = 100 + self.shared.last_pid.fetch_add(1, Ordering::SeqCst);
+        lock(&self.shared.processes).insert(pid, signal_tx);
         let host = self.clone();
         let command = command.clone();
-        let task = tokio::spawn(async move {
-            // Like a real process the handler sees its whole input; it runs
-            // once stdin is closed.
-            let mut stdin = Vec::new();
-            if stdin_reader.read_to_end(&mut stdin).await.is_err() {
-                return;
-            }
-            let call = Call { line: line.clone(), command, stdin };
-            lock(&host.shared.calls).push(call.clone());
-            let output = match handler {
-                Some(handler) => handler(call).await,
-                None => not_found(&line),
+        tokio::spawn(async move {
+            let dropped = host.shared.dropped.notified();
+            tokio::pin!(dropped);
+            dropped.as_mut().enable();
+            let work = async {
+                match handler {
+                    Some(handler) => {
+                        run_handler(&host, handler, line, command, stdin_reader, stdout_writer, stderr_writer).await
+                    }
+                    None => {
+                        lock(&host.shared.calls).push(Call { line, command: command.clone(), stdin: Vec::new() });
+                        let io = shell::Stdio {
+                            stdin: shell::Source::new(stdin_reader),
+                            stdout: shell::Sink::pipe(stdout_writer),
+                            stderr: shell::Sink::pipe(stderr_writer),
+                        };
+                        match shell::run(host.clone(), pid, &command, io).await {
+                            Ok(code) | Err(shell::Ended::Exit(code)) => ExitStatus::Code(code),
+                            Err(shell::Ended::Signal(signal)) => ExitStatus::Signal(signal.into()),
+                        }
+                    }
+                }
             };
-            if !host.is_alive() {
-                return; // dropping status_tx reports the lost connection
+            // A signal ends the process (mem's commands catch none); a
+            // dropped network leaves it without a status, which its waiter
+            // reports as a lost connection.
+            let outcome = if host.is_alive() {
+                tokio::select! {
+                    status = work => Some(status),
+                    Some(signal) = signal_rx.recv() => Some(ExitStatus::Signal(signal.into())),
+                    () = &mut dropped => None,
+                }
+            } else {
+                None
+            };
+            lock(&host.shared.processes).remove(&pid);
+            if let Some(status) = outcome.filter(|_| host.is_alive()) {
+                let _ = status_tx.send(status);
             }
-            let (out, err) = tokio::join!(
-                write_chunks(&mut stdout_writer, &output.stdout),
-                write_chunks(&mut stderr_writer, &output.stderr)
-            );
-            drop((stdout_writer, stderr_writer));
-            // A reader that went away gets what a real process gets: SIGPIPE.
-            let status = if out.is_ok() && err.is_ok() { output.status } else { ExitStatus::Signal("PIPE".into()) };
-            let _ = status_tx.send(status);
         });
         Ok(Process::new(
             Some(Box::pin(stdin_writer)),
             Some(Box::pin(stdout_reader)),
             Some(Box::pin(stderr_reader)),
-            Box::new(MemoryProcess { status: Some(status_rx), task, host: self.clone() }),
+            Box::new(MemoryProcess { pid, status: status_rx, host: self.clone() }),
         ))
     }
+}
 
-    async fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::SeqCst);
-        Ok(())
+/// A scripted command: like a real process the handler sees its whole
+/// input, so it runs once stdin is closed.
+async fn run_handler(
+    host: &MemoryHost,
+    handler: Handler,
+    line: String,
+    command: Command,
+    mut stdin_reader: tokio::io::DuplexStream,
+    mut stdout_writer: tokio::io::DuplexStream,
+    mut stderr_writer: tokio::io::DuplexStream,
+) -> ExitStatus {
+    let mut stdin = Vec::new();
+    if stdin_reader.read_to_end(&mut stdin).await.is_err() {
+        return ExitStatus::Signal("PIPE".into());
     }
+    let call = Call { line: line.clone(), command, stdin };
+    lock(&host.shared.calls).push(call.clone());
+    let output = handler(call).await;
+    let (out, err) = tokio::join!(
+        write_chunks(&mut stdout_writer, &output.stdout),
+        write_chunks(&mut stderr_writer, &output.stderr)
+    );
+    // A reader that went away gets what a real process gets: SIGPIPE.
+    if out.is_ok() && err.is_ok() { output.status } else { ExitStatus::Signal("PIPE".into()) }
 }
 
 async fn write_chunks(pipe: &mut tokio::io::DuplexStream, data: &[u8]) -> std::io::Result<()> {

@@ -311,7 +311,7 @@ impl FileTransfer for MemoryHost {
                 return Err(error(ErrorKind::PermissionDenied, "remove", &path));
             }
             Some(Node::Dir { .. }) if tree.children(&path).next().is_some() => {
-                return Err(error(ErrorKind::InvalidInput, "remove", &path).with_source("directory not empty"));
+                return Err(error(ErrorKind::DirectoryNotEmpty, "remove", &path));
             }
             Some(_) => {}
         }

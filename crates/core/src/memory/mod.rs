@@ -22,10 +22,11 @@
 
 mod exec;
 mod fs;
+mod shell;
 mod tunnel;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
@@ -48,6 +49,13 @@ struct Shared {
     /// Bumped by [`MemoryHost::drop_connections`]: handles of an older
     /// generation are dead.
     generation: AtomicU64,
+    /// Tells running commands that the network dropped, so they fail at once.
+    dropped: tokio::sync::Notify,
+    /// Running commands by process id, each with the channel its signal
+    /// arrives on (`kill PID` from another command, or `Process::kill`).
+    processes: Mutex<HashMap<u32, tokio::sync::mpsc::UnboundedSender<&'static str>>>,
+    /// The last process id handed out.
+    last_pid: AtomicU32,
 }
 
 /// An in-memory host; clones share everything. See the [module docs](self).
@@ -112,6 +120,18 @@ impl MemoryHost {
     /// [`ErrorKind::ConnectionLost`] and reports itself dead; new handles work.
     pub fn drop_connections(&self) {
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        self.shared.dropped.notify_waiters();
+    }
+
+    /// Sends `signal` (`KILL`, `TERM`, … or `0` to only ask) to the running
+    /// command `pid`; false when there is no such process.
+    pub(crate) fn signal(&self, pid: u32, signal: &'static str) -> bool {
+        let processes = lock(&self.shared.processes);
+        match processes.get(&pid) {
+            Some(_) if signal == "0" => true,
+            Some(sender) => sender.send(signal).is_ok(),
+            None => false,
+        }
     }
 
     /// False once closed or dropped.

@@ -34,7 +34,7 @@ const MESSAGES: &[(&str, ErrorKind)] = &[
     ("File too large", ErrorKind::StorageFull),
     ("Not a directory", ErrorKind::InvalidInput),
     ("Is a directory", ErrorKind::InvalidInput),
-    ("Directory not empty", ErrorKind::InvalidInput),
+    ("Directory not empty", ErrorKind::DirectoryNotEmpty),
     ("Too many levels of symbolic links", ErrorKind::InvalidInput),
     ("File name too long", ErrorKind::InvalidInput),
 ];
@@ -121,8 +121,11 @@ mod tests {
     #[test]
     fn messages_are_recognised() {
         let err = failed("remove", "/d", output(1, "rmdir: failed to remove '/d': Directory not empty\n"));
-        assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        assert_eq!(err.to_string(), "remove: invalid input: /d: rmdir: failed to remove '/d': Directory not empty");
+        assert_eq!(err.kind(), ErrorKind::DirectoryNotEmpty);
+        assert_eq!(
+            err.to_string(),
+            "remove: directory not empty: /d: rmdir: failed to remove '/d': Directory not empty"
+        );
         let err = failed("put", "/f", output(1, "cat: write error: No space left on device\n"));
         assert_eq!(err.kind(), ErrorKind::StorageFull);
         let err = failed("put", "/f", output(2, "sh: 1: cannot create /f: Permission denied\n"));

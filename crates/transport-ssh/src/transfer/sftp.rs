@@ -382,7 +382,14 @@ impl FileTransfer for SftpFiles {
         let client = self.client(OP).await?;
         let attrs = client.call(OP, path, client.raw.lstat(path.to_string())).await?.attrs;
         if attrs.is_dir() {
-            client.call(OP, path, client.raw.rmdir(path.to_string())).await?;
+            if let Err(err) = client.call(OP, path, client.raw.rmdir(path.to_string())).await {
+                // SFTP v3 has no status for "not empty" (OpenSSH's server
+                // answers a bare Failure): a directory with entries is why.
+                if err.kind() == ErrorKind::Io && !self.list(path).await.unwrap_or_default().is_empty() {
+                    return Err(Error::new(ErrorKind::DirectoryNotEmpty, OP).with_context(path.to_string()));
+                }
+                return Err(err);
+            }
         } else {
             client.call(OP, path, client.raw.remove(path.to_string())).await?;
         }

@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tether_core::{ConnectRequest, Connection, Credential, HostConfig, OptionSource, Result};
+use tether_core::conformance::{LoopbackServices, Subject};
+use tether_core::{ConnectRequest, Connection, Credential, Host, HostConfig, OptionSource, Result};
 use tether_test_servers::Sshd;
 
 /// A host for `sshd` with key auth and `known_hosts` as given.
@@ -35,4 +36,27 @@ pub async fn connect(host: HostConfig) -> Result<Arc<dyn Connection>> {
 /// Starts sshd off the async workers (it blocks while sshd starts).
 pub async fn start(builder: tether_test_servers::SshdBuilder) -> Sshd {
     tokio::task::spawn_blocking(move || builder.start()).await.unwrap().expect("start sshd")
+}
+
+/// The conformance subject for `scheme` (`ssh`, `sftp` or `scp`) on a fresh
+/// private sshd: a host whose `term` and `transfer` are that scheme, a
+/// scratch directory on the server (this machine), services on loopback
+/// for the tunnel, and severing by killing every sshd process.
+pub async fn subject(scheme: &str) -> Subject {
+    let sshd = start(Sshd::builder()).await;
+    let mut config = host_for(&sshd, sshd.known_hosts_path());
+    config.term = scheme.to_string();
+    config.transfer = scheme.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().to_str().expect("UTF-8 temporary directory").to_string();
+    let host = Arc::new(Host::new(config).unwrap());
+    let mut subject = Subject::of_host(host, scratch).with_local_symlinks();
+    subject.services = Some(Arc::new(LoopbackServices::default()));
+    let sshd = Arc::new(std::sync::Mutex::new(sshd));
+    let server = sshd.clone();
+    subject.sever = Some(Box::new(move || {
+        server.lock().unwrap_or_else(|p| p.into_inner()).kill().expect("kill sshd");
+    }));
+    subject.guard = Box::new((sshd, dir));
+    subject
 }
