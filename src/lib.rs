@@ -20,8 +20,23 @@
 mod lab;
 
 pub use lab::Lab;
-pub use tether_core::*;
 pub use tether_options as options;
+
+// What a user of the library needs: hosts, commands, files, streams and
+// their errors. Transport authors find the rest under [`plugin`].
+pub use tether_core::{
+    BoxReader, BoxStream, BoxWriter, Capabilities, Command, CommandLine, Credential, DirEntry, Error, ErrorKind,
+    ExitStatus, FileKind, FileTransfer, Host, HostConfig, MAX_TREE_DEPTH, Metadata, OptionSource, Output, PortForward,
+    Process, Progress, Pty, PutOptions, Registry, ResolvedOptions, Result, StatOptions, Stream, Transport, TreeOptions,
+    TreeSummary, Tunnel, forward_port, get_file, get_tree, memory, put_file, put_tree, quote, signal_name,
+    signal_number,
+};
+
+/// Everything a transport author needs: the plugin API (`Plugin`,
+/// `ConnectRequest`, `Connection`, …) and [`raw`](tether_core::raw)'s
+/// helpers. It is `tether-core` itself, which a plugin crate depends on
+/// directly.
+pub use tether_core as plugin;
 
 /// The `local` transport (feature `local`).
 #[cfg(feature = "local")]

@@ -243,7 +243,7 @@ fn errors_name_the_source_and_the_nearest_key() {
     assert_error(
         &lab.run(&["-o", "local_options.connect_timeout=soon", "config", "dut"]),
         "options on dut: invalid configuration: `local_options.connect_timeout` from command line: \
-         invalid type: string \"soon\", expected f64",
+         invalid type: found string \"soon\", expected f64",
     );
     assert_error(
         &lab.run(&["-o", "local_option.shell=/bin/sh", "config", "dut"]),

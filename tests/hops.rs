@@ -24,7 +24,7 @@ use tether::{Command, ErrorKind, Host, Lab, PutOptions, Registry};
 use tether_core::conformance::{Subject, random_bytes};
 use tether_test_servers::Sshd;
 use tether_test_servers::netns::{self, HOP1, HOP2, Namespace, TARGET};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncBufReadExt, AsyncRead, ReadBuf};
 // Files over the host's own SSH connection, through its hops.
 use tether_example_shellfs as _;
 
@@ -546,11 +546,12 @@ async fn a_frozen_hop_fails_pending_work_within_the_keepalive_window() {
     });
     let target = chain.lab.host("target").unwrap();
     target.exec(&Command::new("true").check(true)).await.unwrap();
-    let pending = {
-        let target = target.clone();
-        tokio::spawn(async move { target.exec(&Command::shell("sleep 60")).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The command is running on the target once it says so.
+    let mut process = target.spawn(&Command::shell("echo started; exec sleep 60")).await.unwrap();
+    let mut started = String::new();
+    tokio::io::BufReader::new(process.stdout.take().unwrap()).read_line(&mut started).await.unwrap();
+    assert_eq!(started, "started\n");
+    let pending = tokio::spawn(async move { process.wait().await });
     // hop1 stops answering without closing anything, like a pulled cable.
     chain.sshds[0].freeze().unwrap();
     let frozen = Instant::now();

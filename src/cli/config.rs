@@ -82,7 +82,7 @@ pub(crate) fn run(context: &Context, args: ConfigArgs) -> Result<u8, Error> {
     for (table, key, value, source) in config.options.entries() {
         if tables.contains(&table) {
             // Option values come as JSON text.
-            let value = if tether::is_secret_key(key) { "***".to_string() } else { value };
+            let value = if tether::plugin::raw::is_secret_key(key) { "***".to_string() } else { value };
             let json_value = serde_json::from_str(&value).unwrap_or_else(|_| value.clone().into());
             rows.push(Row { json_value, ..row(format!("{table}.{key}"), value, source) });
         }

@@ -5,7 +5,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use tether::{BoxFuture, BoxStream, Error, Host, PortForward, Tunnel};
+use tether::plugin::BoxFuture;
+use tether::{BoxStream, Error, Host, PortForward, Tunnel};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::Context;

@@ -106,27 +106,31 @@ impl ResolvedOptions {
     /// Deserializes `table` into the transport's typed options. A key the type
     /// does not know, or a value of the wrong type, is an
     /// [`ErrorKind::InvalidConfig`] error that names where the value came from.
+    ///
+    /// The values go through figment's deserializer, whose errors are typed
+    /// (an unknown field with the fields expected, a path to the bad
+    /// value), so nothing here reads an error message back.
     pub fn table<T: DeserializeOwned>(&self, table: &str) -> Result<T> {
         let map = self.tables.get(table).cloned().unwrap_or_default();
-        serde_path_to_error::deserialize(serde_json::Value::Object(map)).map_err(|e| {
-            let message = e.inner().to_string();
-            let source_of = |key: &str| self.source_of(table, key);
-            // serde names an unknown field and the ones it expected; any other
-            // error comes with the path of the offending value.
-            let context = match message.strip_prefix("unknown field `") {
-                Some(rest) => {
-                    let key = rest.split('`').next().unwrap_or_default();
-                    let expected: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
+        let value = figment::value::Value::serialize(&map).map_err(|e| {
+            Error::new(ErrorKind::InvalidConfig, "options").with_context(format!("{table}: {}", e.kind))
+        })?;
+        value.deserialize::<T>().map_err(|e| {
+            let context = match &e.kind {
+                figment::error::Kind::UnknownField(key, expected) => {
                     let hint =
-                        did_you_mean(key, &expected).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
-                    format!("unknown key `{table}.{key}` in {}{hint}", source_of(key))
+                        did_you_mean(key, expected).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+                    format!("unknown key `{table}.{key}` in {}{hint}", self.source_of(table, key))
                 }
-                None => {
-                    let key = e.path().iter().next().map(|segment| segment.to_string()).unwrap_or_default();
-                    // serde quotes the offending value; a secret's must not reach a log.
-                    let message =
-                        if is_secret_key(&key) { "invalid value (hidden: secret)".to_string() } else { message };
-                    format!("`{table}.{key}` from {}: {message}", source_of(&key))
+                kind => {
+                    let key = e.path.first().cloned().unwrap_or_default();
+                    // A secret's value must not reach a log through the message.
+                    let why = if is_secret_key(&key) {
+                        "invalid value (hidden: secret)".to_string()
+                    } else {
+                        kind.to_string()
+                    };
+                    format!("`{table}.{key}` from {}: {why}", self.source_of(table, &key))
                 }
             };
             Error::new(ErrorKind::InvalidConfig, "options").with_context(context)
@@ -321,7 +325,7 @@ mod tests {
         let err = o.table::<Demo>("demo_options").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "options: invalid configuration: `demo_options.port` from command line: invalid type: string \"x\", expected u16"
+            "options: invalid configuration: `demo_options.port` from command line: invalid type: found string \"x\", expected u16"
         );
     }
 

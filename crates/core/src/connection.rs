@@ -39,51 +39,15 @@ pub trait Connection: Send + Sync + fmt::Debug {
         true
     }
 
-    /// Closes the connection and everything opened on it.
+    /// Closes the connection and everything opened on it: every command,
+    /// transfer and stream of every scheme it serves. Later calls on any
+    /// handle it gave out fail with [`ErrorKind::ConnectionLost`], and
+    /// [`Connection::is_alive`] answers false. This is the one place a
+    /// connection ends: the [`Transport`], [`FileTransfer`] and [`Tunnel`]
+    /// handles have no `close` of their own, and a plugin that borrows
+    /// another scheme's connection leaves that one open (it is the host's).
+    /// [`crate::Host::close`] closes every connection of a host.
     async fn close(&self) -> Result<()>;
-}
-
-/// A [`Connection`] assembled from ready-made parts, for transports whose
-/// capabilities need no shared state beyond what the parts hold.
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionParts {
-    /// Runs commands.
-    pub transport: Option<Arc<dyn Transport>>,
-    /// Moves files (for every file scheme of this connection).
-    pub files: Option<Arc<dyn FileTransfer>>,
-    /// Opens streams.
-    pub tunnel: Option<Arc<dyn Tunnel>>,
-}
-
-#[async_trait]
-impl Connection for ConnectionParts {
-    fn transport(&self) -> Option<Arc<dyn Transport>> {
-        self.transport.clone()
-    }
-
-    async fn file_transfer(&self, scheme: &str) -> Result<Arc<dyn FileTransfer>> {
-        self.files.clone().ok_or_else(|| {
-            Error::new(ErrorKind::Unsupported, "open file transfer")
-                .with_context(format!("scheme `{scheme}` moves no files"))
-        })
-    }
-
-    fn tunnel(&self) -> Option<Arc<dyn Tunnel>> {
-        self.tunnel.clone()
-    }
-
-    async fn close(&self) -> Result<()> {
-        if let Some(t) = &self.transport {
-            t.close().await?;
-        }
-        if let Some(f) = &self.files {
-            f.close().await?;
-        }
-        if let Some(t) = &self.tunnel {
-            t.close().await?;
-        }
-        Ok(())
-    }
 }
 
 /// What a plugin's connect function receives.

@@ -127,11 +127,6 @@ pub trait FileTransfer: Send + Sync + fmt::Debug {
 
     /// Renames `from` to `to`, replacing a file at `to`.
     async fn rename(&self, from: &str, to: &str) -> Result<()>;
-
-    /// Releases the connection.
-    async fn close(&self) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// The longest file name most filesystems take, in bytes.

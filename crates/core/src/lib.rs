@@ -10,6 +10,7 @@
 //!   for tests.
 //! - With feature `conformance`, the `conformance` module holds the behaviour suite
 //!   every transport runs against itself.
+//! - [`raw`] holds the helpers only transport authors need.
 
 #![deny(missing_docs)]
 
@@ -27,25 +28,22 @@ mod tree;
 mod tunnel;
 
 pub mod memory;
-pub mod shell_files;
+pub mod raw;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 pub use command::{Command, CommandLine, ExitStatus, Output, Pty, quote, signal_name, signal_number};
-pub use config::{Credential, HostConfig, OptionSource, ResolvedOptions, did_you_mean, invalid_option, is_secret_key};
-pub use connection::{ConnectContext, ConnectRequest, Connection, ConnectionFactory, ConnectionParts, RegistryFactory};
+pub use config::{Credential, HostConfig, OptionSource, ResolvedOptions};
+pub use connection::{ConnectContext, ConnectRequest, Connection, ConnectionFactory, RegistryFactory};
 pub use dial::{Dialed, Dialer, Endpoint};
-pub use error::{Error, ErrorKind, Result, kind_of_io};
-pub use files::{
-    DirEntry, FileKind, FileTransfer, Metadata, Progress, PutOptions, StatOptions, check_expected_size, get_file,
-    put_file, read_full, temporary_sibling,
-};
+pub use error::{Error, ErrorKind, Result};
+pub use files::{DirEntry, FileKind, FileTransfer, Metadata, Progress, PutOptions, StatOptions, get_file, put_file};
 pub use host::{Host, HostConnections};
-pub use process::{BoxReader, BoxWriter, Process, ProcessControl, exec_with_process};
+pub use process::{BoxReader, BoxWriter, Process, ProcessControl};
 pub use registry::{
     BoxFuture, Capabilities, ConnectFn, InvalidOption, OptionsSpec, Plugin, Registry, ReservedTable, TableOwner,
-    ValidateOptions, optional_seconds, positive_seconds,
+    ValidateOptions,
 };
 pub use transport::Transport;
 pub use tree::{MAX_TREE_DEPTH, TreeOptions, TreeSummary, get_tree, put_tree};

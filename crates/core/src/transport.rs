@@ -30,9 +30,4 @@ pub trait Transport: Send + Sync + fmt::Debug {
     async fn shell(&self, _pty: &Pty) -> Result<Process> {
         Err(Error::new(ErrorKind::Unsupported, "shell").with_context("this transport has no interactive shell"))
     }
-
-    /// Releases the connection. Later calls fail.
-    async fn close(&self) -> Result<()> {
-        Ok(())
-    }
 }

@@ -27,11 +27,6 @@ pub type BoxStream = Box<dyn Stream>;
 pub trait Tunnel: Send + Sync + fmt::Debug {
     /// Opens a stream to `host:port`, connected from the tunnelling host.
     async fn open_stream(&self, host: &str, port: u16) -> Result<BoxStream>;
-
-    /// Releases the connection.
-    async fn close(&self) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// A running local port forward; dropping it stops the listener (streams

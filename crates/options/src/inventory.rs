@@ -206,7 +206,7 @@ fn parse_host(id: &str, entry: Value, path: &Path) -> Result<InventoryHost> {
             _ => {
                 let tables = tether_core::Registry::global().table_names();
                 let candidates: Vec<&str> = HOST_KEYS.iter().copied().chain(tables).collect();
-                let hint = tether_core::did_you_mean(&key, &candidates)
+                let hint = tether_core::raw::did_you_mean(&key, &candidates)
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
                 return Err(invalid(path, Some(id), format!("unknown key `{key}`{hint}")));

@@ -16,15 +16,28 @@ pub(crate) struct Layer {
     pub(crate) values: Map<String, Value>,
 }
 
-/// A provider named by its position, which maps back to its [`OptionSource`].
+/// One layer as a figment provider. Its metadata says where the layer's
+/// values come from, the way figment's own providers do: named by the
+/// source as `tether config` prints it, with the file when there is one.
 struct LayerProvider {
-    index: usize,
+    metadata: Metadata,
     dict: Dict,
+}
+
+/// The metadata of a layer from `source`: equal metadata means an equal source.
+fn metadata_of(source: &OptionSource) -> Metadata {
+    let name = source.to_string();
+    match source {
+        OptionSource::HostsFile { path } | OptionSource::Settings { path, .. } => {
+            Metadata::from(name, figment::Source::File(path.clone()))
+        }
+        _ => Metadata::named(name),
+    }
 }
 
 impl Provider for LayerProvider {
     fn metadata(&self) -> Metadata {
-        Metadata::named(self.index.to_string())
+        self.metadata.clone()
     }
 
     fn data(&self) -> std::result::Result<ProfileMap<Profile, Dict>, figment::Error> {
@@ -46,12 +59,13 @@ fn internal(e: impl std::fmt::Display) -> Error {
 
 pub(crate) fn merge(layers: &[Layer]) -> Result<Merged> {
     let mut figment = Figment::new();
-    for (index, layer) in layers.iter().enumerate() {
+    let sources: Vec<(Metadata, &OptionSource)> = layers.iter().map(|l| (metadata_of(&l.source), &l.source)).collect();
+    for (layer, (metadata, _)) in layers.iter().zip(&sources) {
         let dict = match FigmentValue::serialize(&layer.values).map_err(internal)? {
             FigmentValue::Dict(_, dict) => dict,
             _ => Dict::new(),
         };
-        figment = figment.merge(LayerProvider { index, dict });
+        figment = figment.merge(LayerProvider { metadata: metadata.clone(), dict });
     }
     let data = figment.data().map_err(internal)?;
     let Some(merged) = data.get(&Profile::Default) else {
@@ -59,11 +73,15 @@ pub(crate) fn merge(layers: &[Layer]) -> Result<Merged> {
     };
     // Each merged value carries the tag of the provider it came from, which
     // is what `find_metadata` looks up after re-merging every layer again
-    // for each path: read it from the value already in hand.
+    // for each path: read it from the value already in hand. Metadata is
+    // made from the source alone, so equal metadata is an equal source.
     let source_of = |value: &FigmentValue, path: &str| -> Result<OptionSource> {
         let metadata = figment.get_metadata(value.tag()).ok_or_else(|| internal(format!("no source for `{path}`")))?;
-        let index: usize = metadata.name.parse().map_err(internal)?;
-        Ok(layers[index].source.clone())
+        sources
+            .iter()
+            .find(|(candidate, _)| candidate == metadata)
+            .map(|(_, source)| (*source).clone())
+            .ok_or_else(|| internal(format!("`{path}` came from `{}`, which is no layer", metadata.name)))
     };
     let to_json = |value: &FigmentValue| serde_json::to_value(value).map_err(internal);
     let mut out = Merged::default();

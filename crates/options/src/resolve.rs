@@ -246,8 +246,9 @@ impl Resolver {
     /// was written and the nearest table that exists.
     fn unknown_table(&self, host: &str, table: &str, source: Option<&OptionSource>) -> Error {
         let candidates = self.registry.table_names();
-        let hint =
-            tether_core::did_you_mean(table, &candidates).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+        let hint = tether_core::raw::did_you_mean(table, &candidates)
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
         let source = source.map_or_else(|| "the configuration".to_string(), OptionSource::to_string);
         Error::new(ErrorKind::InvalidConfig, "options")
             .with_host(host.to_string())

@@ -140,7 +140,7 @@ fn check_preference(values: &Map<String, Value>) -> std::result::Result<(), Stri
             other => {
                 let tables = tether_core::Registry::global().table_names();
                 let candidates: Vec<&str> = ["term", "transfer"].into_iter().chain(tables).collect();
-                let hint = tether_core::did_you_mean(other, &candidates)
+                let hint = tether_core::raw::did_you_mean(other, &candidates)
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
                 return Err(format!(

@@ -404,31 +404,31 @@ fn wrong_type_names_the_source_and_the_expected_type() {
     let none = Overrides::default();
     insta::assert_snapshot!(
         resolve_error(r#"{"dut1": {"demo_options": {"port": "22"}}}"#, NO_SETTINGS, &none),
-        @r#"options on dut1: invalid configuration: `demo_options.port` from hosts.json lab/hosts.json: invalid type: string "22", expected u16"#
+        @r#"options on dut1: invalid configuration: `demo_options.port` from hosts.json lab/hosts.json: invalid type: found string "22", expected u16"#
     );
     insta::assert_snapshot!(
         resolve_error(DUT, "[host_preferences.\"^dut\".demo_options]\nconnect_timeout = \"5s\"\n", &none),
-        @r#"options on dut1: invalid configuration: `demo_options.connect_timeout` from settings.toml conf/settings.toml [host_preferences."^dut"]: invalid type: string "5s", expected f64"#
+        @r#"options on dut1: invalid configuration: `demo_options.connect_timeout` from settings.toml conf/settings.toml [host_preferences."^dut"]: invalid type: found string "5s", expected f64"#
     );
     insta::assert_snapshot!(
         resolve_error(DUT, NO_SETTINGS, &cli(&["demo_options.port=70000"])),
-        @"options on dut1: invalid configuration: `demo_options.port` from command line: invalid value: integer `70000`, expected u16"
+        @"options on dut1: invalid configuration: `demo_options.port` from command line: invalid value unsigned int `70000`, expected u16"
     );
     // Unquoted text that is not TOML is taken as a string.
     insta::assert_snapshot!(
         resolve_error(DUT, NO_SETTINGS, &cli(&["demo_options.keys=/k"])),
-        @r#"options on dut1: invalid configuration: `demo_options.keys` from command line: invalid type: string "/k", expected a sequence"#
+        @r#"options on dut1: invalid configuration: `demo_options.keys` from command line: invalid type: found string "/k", expected a sequence"#
     );
     let api =
         Overrides { options: vec![("demo_options".into(), "compression".into(), json!(1))], ..Default::default() };
     insta::assert_snapshot!(
         resolve_error(DUT, NO_SETTINGS, &api),
-        @"options on dut1: invalid configuration: `demo_options.compression` from api override: invalid type: integer `1`, expected a boolean"
+        @"options on dut1: invalid configuration: `demo_options.compression` from api override: invalid type: found unsigned int `1`, expected a boolean"
     );
     // The value that won is the one reported, not a lower layer's.
     insta::assert_snapshot!(
         resolve_error(r#"{"dut1": {"demo_options": {"port": 1}}}"#, NO_SETTINGS, &cli(&["demo_options.port=-1"])),
-        @"options on dut1: invalid configuration: `demo_options.port` from command line: invalid value: integer `-1`, expected u16"
+        @"options on dut1: invalid configuration: `demo_options.port` from command line: invalid value signed int `-1`, expected u16"
     );
 }
 

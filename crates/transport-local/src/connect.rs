@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tether_core::{BoxFuture, ConnectRequest, Connection, ConnectionParts, Error, ErrorKind, Result};
+use async_trait::async_trait;
+use tether_core::{BoxFuture, ConnectRequest, Connection, Error, ErrorKind, FileTransfer, Result, Transport, Tunnel};
 
 use crate::options::{LocalOptions, TABLE};
 
@@ -42,14 +43,45 @@ impl LocalHost {
     }
 
     /// The connection the registry hands out: this host for every capability.
-    pub fn into_parts(self: Arc<Self>) -> ConnectionParts {
-        ConnectionParts { transport: Some(self.clone()), files: Some(self.clone()), tunnel: Some(self) }
+    pub fn into_connection(self: Arc<Self>) -> Arc<dyn Connection> {
+        Arc::new(LocalConnection { host: self })
     }
 }
 
 impl Default for LocalHost {
     fn default() -> Self {
         LocalHost::new(LocalOptions::default())
+    }
+}
+
+/// The connection of a [`LocalHost`]: it for every capability; closing it
+/// makes every handle refuse work.
+#[derive(Debug)]
+struct LocalConnection {
+    host: Arc<LocalHost>,
+}
+
+#[async_trait]
+impl Connection for LocalConnection {
+    fn transport(&self) -> Option<Arc<dyn Transport>> {
+        Some(self.host.clone())
+    }
+
+    async fn file_transfer(&self, _scheme: &str) -> Result<Arc<dyn FileTransfer>> {
+        Ok(self.host.clone())
+    }
+
+    fn tunnel(&self) -> Option<Arc<dyn Tunnel>> {
+        Some(self.host.clone())
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.host.closed.load(Ordering::SeqCst)
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.host.mark_closed();
+        Ok(())
     }
 }
 
@@ -63,6 +95,6 @@ pub(crate) fn connect(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<
     Box::pin(async move {
         let options: LocalOptions = request.host.options.table(TABLE)?;
         options.checked()?;
-        Ok(Arc::new(local_host(options).into_parts()) as Arc<dyn Connection>)
+        Ok(local_host(options).into_connection())
     })
 }

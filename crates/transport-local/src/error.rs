@@ -6,7 +6,7 @@ use nix::errno::Errno;
 use tether_core::{Error, ErrorKind};
 
 /// An I/O error of `operation` on `path`; the kind comes from
-/// [`tether_core::kind_of_io`].
+/// [`tether_core::raw::kind_of_io`].
 pub(crate) fn at(operation: &str, path: &str, err: io::Error) -> Error {
     Error::io(operation, err).with_context(path.to_string())
 }

@@ -272,11 +272,6 @@ impl Transport for LocalHost {
         let shell = std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| self.options.shell.clone());
         self.spawn(&Command::argv([shell, "-i".to_string()]).pty(pty.clone())).await
     }
-
-    async fn close(&self) -> Result<()> {
-        self.mark_closed();
-        Ok(())
-    }
 }
 
 /// A child process and its process group.

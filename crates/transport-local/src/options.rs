@@ -1,7 +1,8 @@
 //! The `local_options` table.
 
 use serde::{Deserialize, Serialize};
-use tether_core::{InvalidOption, ValidateOptions, positive_seconds};
+use tether_core::raw::positive_seconds;
+use tether_core::{InvalidOption, ValidateOptions};
 
 /// The name of the options table in `hosts.json` and `settings.toml`.
 pub(crate) const TABLE: &str = "local_options";

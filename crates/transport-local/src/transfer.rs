@@ -9,10 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use nix::unistd::{Gid, Uid, fchown, geteuid};
 use sha2::{Digest, Sha512};
-use tether_core::{
-    DirEntry, Error, ErrorKind, FileKind, FileTransfer, Metadata, PutOptions, Result, StatOptions, check_expected_size,
-    temporary_sibling,
-};
+use tether_core::raw::{check_expected_size, temporary_sibling};
+use tether_core::{DirEntry, Error, ErrorKind, FileKind, FileTransfer, Metadata, PutOptions, Result, StatOptions};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::connect::LocalHost;
@@ -97,7 +95,7 @@ async fn write_stream(source: &mut (dyn AsyncRead + Send + Unpin), file: &Arc<Fi
     let mut total = 0u64;
     loop {
         let mut buf = spare.take().unwrap_or_else(|| vec![0; CHUNK]);
-        let read = tether_core::read_full(source, &mut buf).await;
+        let read = tether_core::raw::read_full(source, &mut buf).await;
         if let Some(task) = writing.take() {
             spare = Some(task.await.map_err(|e| join("put", e))?.map_err(|e| at("put", remote, e))?);
         }
@@ -369,10 +367,5 @@ impl FileTransfer for LocalHost {
         let (from, to) = (from.to_string(), to.to_string());
         blocking("rename", move || fs::rename(&from, &to).map_err(|e| at("rename", &format!("{from} -> {to}"), e)))
             .await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.mark_closed();
-        Ok(())
     }
 }

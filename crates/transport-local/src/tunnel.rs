@@ -23,9 +23,4 @@ impl Tunnel for LocalHost {
         stream.set_nodelay(true).map_err(|e| Error::io("open_stream", e).with_context(target))?;
         Ok(Box::new(stream))
     }
-
-    async fn close(&self) -> Result<()> {
-        self.mark_closed();
-        Ok(())
-    }
 }

@@ -71,9 +71,12 @@ async fn host_options_reach_the_transport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_host_refuses_work() {
     let host = local_host(LocalOptions::default());
+    let connection = host.clone().into_connection();
     let echo = host.exec(&Command::new("true")).await.unwrap();
     assert!(echo.success());
-    Transport::close(&*host).await.unwrap();
+    assert!(connection.is_alive());
+    connection.close().await.unwrap();
+    assert!(!connection.is_alive());
     let err = host.exec(&Command::new("true")).await.unwrap_err();
     assert_eq!(err.kind(), tether_core::ErrorKind::ConnectionLost, "{err}");
     let err = FileTransfer::stat(&*host, "/", StatOptions::default()).await.unwrap_err();

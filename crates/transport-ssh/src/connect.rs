@@ -22,7 +22,7 @@ use crate::error::{ssh, timed};
 use crate::known_hosts::{self, HostKey, Verdict};
 use crate::options::{AuthMethod, HostKeyPolicy, SCP_TABLE, SFTP_TABLE, ScpOptions, SftpOptions, SshOptions, TABLE};
 use crate::tunnel::{Forwards, RemoteRoutes};
-use tether_core::invalid_option;
+use tether_core::raw::invalid_option;
 
 /// Default private keys tried for `publickey` when `client_keys` is empty,
 /// in OpenSSH's order.
@@ -230,7 +230,7 @@ pub struct SshConnection {
     session: Arc<SshSession>,
     host: Arc<HostConfig>,
     /// The SFTP subsystem, opened on first use and then shared.
-    sftp: tokio::sync::OnceCell<Arc<dyn FileTransfer>>,
+    sftp: tokio::sync::OnceCell<Arc<crate::transfer::sftp::SftpFiles>>,
     /// The forwards of `ssh_options`, stopped with the connection.
     forwards: Mutex<Option<Forwards>>,
 }
@@ -282,6 +282,9 @@ impl Connection for SshConnection {
     async fn close(&self) -> Result<()> {
         if let Ok(mut forwards) = self.forwards.lock() {
             forwards.take();
+        }
+        if let Some(sftp) = self.sftp.get() {
+            sftp.shut().await;
         }
         self.session.shutdown().await
     }
@@ -378,8 +381,8 @@ async fn connect_shared(host: Arc<HostConfig>, dialer: Dialer) -> Result<SshConn
 /// publickey login, then the channel confirmation; and a hop's sshd writes
 /// each message it forwards on its own: exit-status, then EOF and close), so
 /// the later ones wait for the ACK of the first, which Linux delays by
-/// 40 ms. Measured: 43 ms of a 77 ms connect, and 40 ms added to one exec in
-/// five through a hop. `TCP_QUICKACK` is not sticky (the kernel drops back to
+/// 40 ms (most of a connect's time, and one exec in five through a hop;
+/// BENCHMARKS.md has the figures). `TCP_QUICKACK` is not sticky (the kernel drops back to
 /// delayed ACKs on its own), so it is set again after every read; the
 /// syscall costs about a microsecond, under 1% of a bulk transfer's reads.
 struct QuickAck {

@@ -9,7 +9,7 @@ use tether_core::{Error, ErrorKind, Result};
 /// A russh error of `operation`, with a kind callers can match on.
 pub(crate) fn ssh(operation: &str, err: russh::Error) -> Error {
     let kind = match &err {
-        russh::Error::IO(io) => tether_core::kind_of_io(io),
+        russh::Error::IO(io) => tether_core::raw::kind_of_io(io),
         russh::Error::Disconnect | russh::Error::HUP | russh::Error::SendError | russh::Error::RecvError => {
             ErrorKind::ConnectionLost
         }

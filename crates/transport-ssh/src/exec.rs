@@ -39,9 +39,9 @@ const OUTPUT_BUFFER: usize = 8 << 20;
 /// First pause before retrying a channel open the server refused. sshd frees
 /// a session slot when it garbage-collects closed channels, at the end of
 /// the loop iteration that read our close: an open that arrived in the same
-/// read is refused, and one a moment later is not. Measured with 100
-/// commands queued on 10 slots: half the opens were refused either way, and
-/// a 5 ms first pause gave 458 commands/s where 200 µs gave (see BENCHMARKS.md).
+/// read is refused, and one a moment later is not. So the first retry comes
+/// almost at once, and only repeated refusals back off (figures in
+/// BENCHMARKS.md, "the burst").
 const RETRY_START: Duration = Duration::from_micros(200);
 
 /// Longest pause between retries.
@@ -54,8 +54,7 @@ type OpenChannel = (russh::Channel<Msg>, OwnedSemaphorePermit);
 
 /// One session channel opened ahead of the next command, so that a command
 /// on a warm connection waits for one round trip (the exec request) instead
-/// of two (channel open, then exec): measured 2.19–2.35 → 2.01–2.21 ms per
-/// `true` on loopback, 0.31× → 0.30× OpenSSH's ControlMaster.
+/// of two (channel open, then exec); BENCHMARKS.md has the A/B figures.
 ///
 /// The spare holds one of the `max_sessions` slots, so it must never make a
 /// command wait: it is only opened in a slot that is free at that moment,
@@ -211,10 +210,6 @@ impl Transport for SshSession {
 
     async fn shell(&self, pty: &Pty) -> Result<Process> {
         self.start(Start::Shell { pty }).await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.shutdown().await
     }
 }
 

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tether_core::{InvalidOption, ValidateOptions, optional_seconds, positive_seconds, schemars};
+use tether_core::raw::{optional_seconds, positive_seconds};
+use tether_core::{InvalidOption, ValidateOptions, schemars};
 
 /// The name of the options table in `hosts.json` and `settings.toml`.
 pub(crate) const TABLE: &str = "ssh_options";

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tether_core::{Command, ErrorKind, ExitStatus, OptionSource, Pty, Transport};
 use tether_test_servers::Sshd;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// A connected transport for `sshd` (the tempdir holds `known_hosts`).
 async fn transport_for(sshd: &Sshd) -> (std::sync::Arc<dyn Transport>, tempfile::TempDir) {
@@ -212,11 +212,12 @@ async fn frozen_server_fails_pending_commands_within_the_keepalive_window() {
     host.options.set("ssh_options", "keepalive_count_max", 2, OptionSource::Api).unwrap();
     let connection = common::connect(host).await.unwrap();
     let transport = connection.transport().unwrap();
-    let pending = tokio::spawn({
-        let transport = transport.clone();
-        async move { transport.exec(&Command::shell("sleep 60")).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The command is running once it says so.
+    let mut process = transport.spawn(&Command::shell("echo started; exec sleep 60")).await.unwrap();
+    let mut started = String::new();
+    tokio::io::BufReader::new(process.stdout.take().unwrap()).read_line(&mut started).await.unwrap();
+    assert_eq!(started, "started\n");
+    let pending = tokio::spawn(async move { process.wait().await });
     sshd.freeze().unwrap();
     let started = Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(20), pending).await.expect("no hang").unwrap();
@@ -241,8 +242,10 @@ async fn unread_output_does_not_stall_other_commands() {
     let sshd = common::start(Sshd::builder()).await;
     let (transport, _dir) = transport_for(&sshd).await;
     let mut flood = transport.spawn(&Command::shell("head -c 6000000 /dev/zero")).await.unwrap();
-    // Nobody reads `flood`'s stdout: give the server time to fill every buffer.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nobody reads `flood`'s stdout; once it has exited and its channel
+    // closed, all 6 MB sit unread on this side.
+    let status = tokio::time::timeout(Duration::from_secs(10), flood.wait()).await.expect("the flood ends");
+    assert_eq!(status.unwrap(), ExitStatus::Code(0));
     for i in 0..3 {
         let out = tokio::time::timeout(Duration::from_secs(10), transport.exec(&Command::argv(["echo", "alive"])))
             .await

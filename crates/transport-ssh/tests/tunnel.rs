@@ -168,13 +168,16 @@ async fn unread_stream_does_not_stall_other_streams() {
     let source_port = source.local_addr().unwrap().port();
     let flood = data(6_000_000, 7);
     let sent = flood.clone();
+    let (written_tx, written) = tokio::sync::oneshot::channel();
     let _source = AbortOnDrop(tokio::spawn(async move {
         let (mut stream, _) = source.accept().await.unwrap();
         stream.write_all(&sent).await.unwrap();
+        let _ = written_tx.send(());
     }));
     let mut unread = connection.session().open_stream("127.0.0.1", source_port).await.unwrap();
-    // Nobody reads `unread`: give the server time to fill every buffer.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nobody reads `unread`; once the source has written all 6 MB, they sit
+    // in sshd's and this side's buffers.
+    tokio::time::timeout(BOUND, written).await.expect("the source writes everything").unwrap();
     let (port, _echo) = echo().await;
     for i in 0..3 {
         let stream = tokio::time::timeout(BOUND, connection.session().open_stream("127.0.0.1", port))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use tether_core::shell_files::ShellFiles;
+use tether_core::raw::shell_files::ShellFiles;
 use tether_core::{
     BoxFuture, Command, ConnectRequest, Connection, Error, ErrorKind, FileTransfer, Output, Process, Result, Transport,
 };

@@ -7,7 +7,7 @@
 //! suite in its tests. Nothing in Tether knows about it.
 //!
 //! What it does: it offers [`ShellFs`] (core's
-//! [`ShellFiles`](tether_core::shell_files::ShellFiles)), a
+//! [`ShellFiles`](tether_core::raw::shell_files::ShellFiles)), a
 //! [`FileTransfer`](tether_core::FileTransfer) built from `cat`, `stat`,
 //! `mv` and friends run through the host's own command transport, as a
 //! scheme of its own. That is how files reach a host that offers only a
@@ -39,7 +39,7 @@ mod options;
 
 pub use options::{OPTIONS_TABLE, ShellFsOptions};
 /// The file transfer this plugin hands out: core's shell-command one.
-pub use tether_core::shell_files::ShellFiles as ShellFs;
+pub use tether_core::raw::shell_files::ShellFiles as ShellFs;
 
 use tether_core::{Capabilities, OptionsSpec, Plugin};
 

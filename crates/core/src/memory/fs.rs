@@ -345,11 +345,6 @@ impl FileTransfer for MemoryHost {
         }
         Ok(())
     }
-
-    async fn close(&self) -> Result<()> {
-        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
 }
 
 #[cfg(test)]

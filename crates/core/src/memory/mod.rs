@@ -35,7 +35,7 @@ pub use exec::{Call, Handler};
 pub use tunnel::Service;
 
 use crate::connection::ConnectRequest;
-use crate::connection::{Connection, ConnectionParts};
+use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result};
 use crate::registry::{BoxFuture, Capabilities, Plugin};
 
@@ -148,23 +148,18 @@ impl MemoryHost {
         }
         Ok(())
     }
-
-    fn parts(&self) -> ConnectionParts {
-        let handle = Arc::new(self.clone());
-        ConnectionParts { transport: Some(handle.clone()), files: Some(handle.clone()), tunnel: Some(handle) }
-    }
 }
 
 #[async_trait]
 impl Connection for MemoryHost {
     fn transport(&self) -> Option<Arc<dyn crate::Transport>> {
-        self.parts().transport
+        Some(Arc::new(self.clone()))
     }
     async fn file_transfer(&self, _scheme: &str) -> Result<Arc<dyn crate::FileTransfer>> {
         Ok(Arc::new(self.clone()))
     }
     fn tunnel(&self) -> Option<Arc<dyn crate::Tunnel>> {
-        self.parts().tunnel
+        Some(Arc::new(self.clone()))
     }
     fn is_alive(&self) -> bool {
         MemoryHost::is_alive(self)

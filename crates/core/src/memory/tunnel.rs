@@ -37,9 +37,4 @@ impl Tunnel for MemoryHost {
         tokio::spawn(service(theirs));
         Ok(Box::new(ours))
     }
-
-    async fn close(&self) -> Result<()> {
-        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
 }

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tether_core::shell_files::{ShellFiles, StagedPut, checked, failed, word};
+use tether_core::raw::shell_files::{ShellFiles, StagedPut, checked, failed, word};
 use tether_core::{
     DirEntry, Error, ErrorKind, ExitStatus, FileKind, FileTransfer, Metadata, Output, PutOptions, Result, StatOptions,
     Transport, TreeSummary,
@@ -273,12 +273,6 @@ impl FileTransfer for ScpFiles {
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.shell.rename(from, to).await
-    }
-
-    /// Does nothing: the SSH connection belongs to the host's connection,
-    /// which closes it.
-    async fn close(&self) -> Result<()> {
-        Ok(())
     }
 }
 

@@ -60,7 +60,7 @@ use put::{Cleanup, Ownership};
 const MAX_ENTRIES: usize = 1 << 20;
 
 /// Opens the SFTP subsystem on a channel of `session`.
-pub(crate) async fn open(session: Arc<SshSession>, options: SftpOptions) -> Result<Arc<dyn FileTransfer>> {
+pub(crate) async fn open(session: Arc<SshSession>, options: SftpOptions) -> Result<Arc<SftpFiles>> {
     let client = Client::start(session.clone(), &options).await?;
     Ok(Arc::new(SftpFiles {
         session,
@@ -71,7 +71,7 @@ pub(crate) async fn open(session: Arc<SshSession>, options: SftpOptions) -> Resu
 }
 
 /// Files over SFTP on one SSH connection.
-struct SftpFiles {
+pub(crate) struct SftpFiles {
     session: Arc<SshSession>,
     options: SftpOptions,
     /// The current SFTP session; replaced when its channel ended.
@@ -400,13 +400,16 @@ impl FileTransfer for SftpFiles {
         let client = self.client("rename").await?;
         put::rename_over(&client, "rename", from, to).await
     }
+}
 
-    async fn close(&self) -> Result<()> {
+impl SftpFiles {
+    /// Ends the SFTP subsystem; later calls fail. Its connection's `close`
+    /// calls this.
+    pub(crate) async fn shut(&self) {
         self.closed.store(true, Ordering::SeqCst);
         if let Some(client) = self.client.lock().await.take() {
             client.shut();
         }
-        Ok(())
     }
 }
 

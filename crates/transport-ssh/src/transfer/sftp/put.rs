@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
-use tether_core::{Error, ErrorKind, PutOptions, Result, check_expected_size, temporary_sibling};
+use tether_core::raw::{check_expected_size, temporary_sibling};
+use tether_core::{Error, ErrorKind, PutOptions, Result};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::OwnedSemaphorePermit;
 

@@ -57,7 +57,7 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// ```no_run
 /// # async fn demo(transport: std::sync::Arc<dyn tether_core::Transport>) -> tether_core::Result<()> {
 /// use tether_core::{FileTransfer, PutOptions};
-/// use tether_core::shell_files::ShellFiles;
+/// use tether_core::raw::shell_files::ShellFiles;
 /// let files = ShellFiles::new(transport);
 /// files.put(&mut &b"hello\n"[..], "/tmp/greeting", &PutOptions::default()).await?;
 /// # Ok(()) }
@@ -577,12 +577,6 @@ impl FileTransfer for ShellFiles {
             word(to)
         );
         self.run("rename", &format!("{from} -> {to}"), &script).await.map(drop)
-    }
-
-    /// Does nothing: the command transport belongs to whoever built this
-    /// value, which closes it.
-    async fn close(&self) -> Result<()> {
-        Ok(())
     }
 }
 
