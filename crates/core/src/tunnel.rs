@@ -11,9 +11,43 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 
-/// Copy buffers of a forwarded connection: tokio's default (8 KiB) would cut
-/// every SSH channel packet (up to 32 KiB) into four writes.
-const COPY_BUFFER: usize = 256 << 10;
+/// Copy buffers of a relayed connection: tokio's default (8 KiB) would cut
+/// every SSH channel packet (up to 32 KiB) into four writes, and larger
+/// reads let one wake-up carry several.
+const RELAY_BUFFER: usize = 256 << 10;
+
+/// Relays bytes both ways between `a` and `b` until both directions have
+/// ended (a half-close travels through), then logs the outcome under `name`.
+/// Every forward of every transport relays through this.
+pub async fn relay<A, B>(a: &mut A, b: &mut B, name: &str)
+where
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    match tokio::io::copy_bidirectional_with_sizes(a, b, RELAY_BUFFER, RELAY_BUFFER).await {
+        Ok((sent, received)) => tracing::debug!(forward = %name, sent, received, "forwarded connection ended"),
+        Err(err) => tracing::debug!(forward = %name, %err, "forwarded connection failed"),
+    }
+}
+
+/// The next connection on `listener`, with `TCP_NODELAY` set. A failed
+/// accept (out of descriptors, say) is logged under `name` and retried after
+/// a pause instead of spinning.
+pub async fn accept(listener: &TcpListener, name: &str) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((inbound, peer)) => {
+                tracing::debug!(forward = %name, %peer, "connection accepted");
+                let _ = inbound.set_nodelay(true);
+                return inbound;
+            }
+            Err(err) => {
+                tracing::warn!(forward = %name, %err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
 
 /// A byte stream to some `host:port` as seen from the tunnelling host.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -83,30 +117,13 @@ impl PortForward {
         let (host, task_target) = (host.to_string(), target.clone());
         let task = tokio::spawn(async move {
             loop {
-                let mut inbound = match listener.accept().await {
-                    Ok((inbound, _)) => inbound,
-                    Err(err) => {
-                        // Out of descriptors or similar: back off instead of spinning.
-                        tracing::warn!(%err, "port forward accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+                let mut inbound = accept(&listener, &task_target).await;
                 let tunnel = tunnel.clone();
                 let host = host.clone();
                 let target = task_target.clone();
                 tokio::spawn(async move {
                     match tunnel.open_stream(&host, port).await {
-                        Ok(mut outbound) => {
-                            let _ = inbound.set_nodelay(true);
-                            let _ = tokio::io::copy_bidirectional_with_sizes(
-                                &mut inbound,
-                                &mut outbound,
-                                COPY_BUFFER,
-                                COPY_BUFFER,
-                            )
-                            .await;
-                        }
+                        Ok(mut outbound) => relay(&mut inbound, &mut outbound, &target).await,
                         Err(err) => tracing::warn!(%target, %err, "port forward could not open its stream"),
                     }
                 });

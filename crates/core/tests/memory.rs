@@ -5,32 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_core::conformance::{MemoryServices, Subject};
+use tether_core::conformance::{Subject, memory_subject};
 use tether_core::memory::MemoryHost;
-use tether_core::{ExitStatus, FileTransfer, Host, HostConfig, Output, Transport};
+use tether_core::{ExitStatus, FileTransfer, Output, RegistryFactory, Transport};
 
 fn out(stdout: &[u8], stderr: &[u8], code: i32) -> Output {
     Output { stdout: stdout.to_vec(), stderr: stderr.to_vec(), status: ExitStatus::Code(code) }
 }
 
-/// A fresh memory host reached through the registry as `mem://NAME`, with a
-/// scratch directory, in-memory services, and a network that can drop.
+/// A fresh memory host reached through the registry as `mem://NAME`.
 async fn subject() -> Subject {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let name = format!("conformance-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
-    let memory = MemoryHost::named(&name);
-    memory.mkdir("/scratch", false).await.unwrap();
-    let mut config = HostConfig::new(name.clone(), "mem", "mem");
-    config.address = Some(name);
-    let host = Arc::new(Host::new(config).unwrap());
-    let mut subject = Subject::of_host(host, "/scratch");
-    subject.services = Some(Arc::new(MemoryServices::new(memory.clone())));
-    let (sever, link) = (memory.clone(), memory.clone());
-    subject.sever = Some(Box::new(move || sever.drop_connections()));
-    subject.symlink = Some(Box::new(move |target, path| link.symlink(target, path)));
-    subject.files_in_memory = true;
-    subject.guard = Box::new(memory);
-    subject
+    memory_subject(Arc::new(RegistryFactory::global())).await
 }
 
 tether_core::conformance!(subject);

@@ -6,28 +6,12 @@
 use std::sync::Arc;
 
 use tether_core::conformance::mutants::{Mutant, MutantFactory};
-use tether_core::conformance::{MemoryServices, Subject, run_checks};
-use tether_core::memory::MemoryHost;
-use tether_core::{Host, HostConfig, RegistryFactory};
+use tether_core::conformance::{Subject, memory_subject, run_checks};
+use tether_core::{Host, RegistryFactory};
 
 /// A fresh `mem` host whose connections carry `mutant`.
 async fn subject(mutant: Mutant) -> Subject {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let name = format!("mutant-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
-    let memory = MemoryHost::named(&name);
-    tether_core::FileTransfer::mkdir(&memory, "/scratch", false).await.unwrap();
-    let mut config = HostConfig::new(name.clone(), "mem", "mem");
-    config.address = Some(name);
-    let factory = MutantFactory::new(Arc::new(RegistryFactory::global()), mutant);
-    let host = Arc::new(Host::with_factory(config, Arc::new(factory)));
-    let mut subject = Subject::of_host(host, "/scratch");
-    subject.services = Some(Arc::new(MemoryServices::new(memory.clone())));
-    let (sever, link) = (memory.clone(), memory.clone());
-    subject.sever = Some(Box::new(move || sever.drop_connections()));
-    subject.symlink = Some(Box::new(move |target, path| link.symlink(target, path)));
-    subject.files_in_memory = true;
-    subject.guard = Box::new(memory);
-    subject
+    memory_subject(Arc::new(MutantFactory::new(Arc::new(RegistryFactory::global()), mutant))).await
 }
 
 /// The check meant to catch each mutant: a new mutant does not compile

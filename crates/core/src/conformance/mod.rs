@@ -322,6 +322,27 @@ impl Services for MemoryServices {
     }
 }
 
+/// A subject on a fresh `mem` host, reached as `mem://NAME` through
+/// `factory`: a scratch directory, in-memory services, links, and a
+/// network that can drop. What `mem` and the suite's own mutant test run.
+pub async fn memory_subject(factory: Arc<dyn crate::ConnectionFactory>) -> Subject {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = format!("conformance-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let memory = crate::memory::MemoryHost::named(&name);
+    FileTransfer::mkdir(&memory, "/scratch", false).await.expect("a scratch directory in memory");
+    let mut config = crate::HostConfig::new(name.clone(), "mem", "mem");
+    config.address = Some(name);
+    let host = Arc::new(Host::with_factory(config, factory));
+    let mut subject = Subject::of_host(host, "/scratch");
+    subject.services = Some(Arc::new(MemoryServices::new(memory.clone())));
+    let (sever, link) = (memory.clone(), memory.clone());
+    subject.sever = Some(Box::new(move || sever.drop_connections()));
+    subject.symlink = Some(Box::new(move |target, path| link.symlink(target, path)));
+    subject.files_in_memory = true;
+    subject.guard = Box::new(memory);
+    subject
+}
+
 /// A stream opened through a subject's tunnel, with a time limit so a
 /// broken tunnel fails the check instead of hanging it.
 pub async fn open_stream(tunnel: &dyn Tunnel, host: &str, port: u16) -> BoxStream {

@@ -14,3 +14,4 @@ pub use crate::error::kind_of_io;
 pub use crate::files::{check_expected_size, read_full, temporary_sibling};
 pub use crate::process::exec_with_process;
 pub use crate::registry::{optional_seconds, positive_seconds};
+pub use crate::tunnel::{accept, relay};
