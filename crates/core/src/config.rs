@@ -107,12 +107,18 @@ impl ResolvedOptions {
     /// does not know, or a value of the wrong type, is an
     /// [`ErrorKind::InvalidConfig`] error that names where the value came from.
     ///
-    /// The values go through figment's deserializer, whose errors are typed
-    /// (an unknown field with the fields expected, a path to the bad
-    /// value), so nothing here reads an error message back.
+    /// A table that does not fit goes through figment's deserializer, whose
+    /// errors are typed (an unknown field with the fields expected, a path
+    /// to the bad value), so nothing here reads an error message back.
     pub fn table<T: DeserializeOwned>(&self, table: &str) -> Result<T> {
         let map = self.tables.get(table).cloned().unwrap_or_default();
-        let value = figment::value::Value::serialize(&map).map_err(|e| {
+        let json = serde_json::Value::Object(map);
+        // The common case, straight from JSON; only a table that fails is
+        // read again through figment, for an error that says why by type.
+        if let Ok(options) = T::deserialize(&json) {
+            return Ok(options);
+        }
+        let value = figment::value::Value::serialize(&json).map_err(|e| {
             Error::new(ErrorKind::InvalidConfig, "options").with_context(format!("{table}: {}", e.kind))
         })?;
         value.deserialize::<T>().map_err(|e| {
