@@ -305,22 +305,18 @@ impl SshSession {
         ))
     }
 
-    /// Waits for the server's answer to the last channel request.
+    /// Waits for the server's answer to the last channel request; a refusal
+    /// is an error.
     async fn reply(&self, reader: &mut ReadHalf, early: &mut Vec<ChannelMsg>, what: &str) -> Result<()> {
-        loop {
-            match reader.wait().await {
-                Some(ChannelMsg::Success) => return Ok(()),
-                Some(ChannelMsg::Failure) => {
-                    return Err(Error::new(ErrorKind::PermissionDenied, "exec")
-                        .with_context(format!("{}: the server refused to start {what}", self.target)));
-                }
-                Some(other) => early.push(other),
-                None => {
-                    return Err(Error::new(ErrorKind::ConnectionLost, "exec")
-                        .with_context(format!("{}: channel closed before {what} started", self.target)));
-                }
-            }
+        let gone = || {
+            Error::new(ErrorKind::ConnectionLost, "exec")
+                .with_context(format!("{}: channel closed before {what} started", self.target))
+        };
+        if crate::channel::reply(reader, early, gone).await? {
+            return Ok(());
         }
+        Err(Error::new(ErrorKind::PermissionDenied, "exec")
+            .with_context(format!("{}: the server refused to start {what}", self.target)))
     }
 
     /// The line sent in the `exec` request. The environment goes as `env`
@@ -349,20 +345,11 @@ impl SshSession {
         }
         let mut refused = false;
         for _ in 0..command.env.len() {
-            loop {
-                match reader.wait().await {
-                    Some(ChannelMsg::Success) => break,
-                    Some(ChannelMsg::Failure) => {
-                        refused = true;
-                        break;
-                    }
-                    Some(other) => early.push(other),
-                    None => {
-                        return Err(Error::new(ErrorKind::ConnectionLost, "exec")
-                            .with_context(format!("{}: channel closed while setting the environment", self.target)));
-                    }
-                }
-            }
+            let gone = || {
+                Error::new(ErrorKind::ConnectionLost, "exec")
+                    .with_context(format!("{}: channel closed while setting the environment", self.target))
+            };
+            refused |= !crate::channel::reply(reader, early, gone).await?;
         }
         if refused {
             tracing::debug!(target = %self.target, "server refused env requests; using an env prefix from now on");

@@ -28,6 +28,7 @@
 
 #![deny(missing_docs)]
 
+mod channel;
 mod connect;
 mod error;
 mod exec;

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use russh::ChannelMsg;
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::rawsession::Limits;
@@ -192,20 +191,14 @@ impl fmt::Debug for Client {
 }
 
 /// Waits for the reply to a channel request (`env`, `subsystem`): true for
-/// success, false for failure.
+/// success, false for failure. Nothing but window adjustments can come
+/// before it on a channel whose subsystem has not started.
 async fn channel_reply(channel: &mut russh::Channel<russh::client::Msg>, target: &str, what: &str) -> Result<bool> {
-    loop {
-        match channel.wait().await {
-            Some(ChannelMsg::Success) => return Ok(true),
-            Some(ChannelMsg::Failure) => return Ok(false),
-            // Window adjustments and the like: nothing to do with the reply.
-            Some(_) => {}
-            None => {
-                return Err(Error::new(ErrorKind::ConnectionLost, "open sftp")
-                    .with_context(format!("{target}: the channel closed before the {what} request was answered")));
-            }
-        }
-    }
+    let gone = || {
+        Error::new(ErrorKind::ConnectionLost, "open sftp")
+            .with_context(format!("{target}: the channel closed before the {what} request was answered"))
+    };
+    crate::channel::reply(channel, &mut Vec::new(), gone).await
 }
 
 impl Client {
