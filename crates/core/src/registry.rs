@@ -268,7 +268,9 @@ impl fmt::Debug for OptionsSpec {
 ///
 /// ```
 /// # use tether_core::{Capabilities, OptionsSpec, Plugin};
-/// # fn connect(r: tether_core::ConnectRequest) -> tether_core::BoxFuture<'static, tether_core::Result<std::sync::Arc<dyn tether_core::Connection>>> { unimplemented!() }
+/// # fn connect(r: tether_core::ConnectRequest) -> tether_core::BoxFuture<'static, tether_core::Result<std::sync::Arc<dyn tether_core::Connection>>> {
+/// #     Box::pin(async { Err(tether_core::Error::new(tether_core::ErrorKind::Unsupported, "connect")) })
+/// # }
 /// pub const PLUGIN: Plugin = Plugin::new("demo", connect)
 ///     .with_description("a demonstration")
 ///     .with_capabilities(Capabilities::NONE.with_exec());
