@@ -44,6 +44,10 @@ struct Shared {
     factory: Arc<dyn ConnectionFactory>,
     slots: Mutex<HashMap<String, Slot>>,
     hop: OnceLock<Arc<Host>>,
+    /// Which connect waits for which slot: `key → key` while a plugin's
+    /// connect (holding the first slot) waits for the host's connection of
+    /// the second. A wait that would close a circle is refused instead.
+    waits: Mutex<HashMap<String, String>>,
 }
 
 impl Host {
@@ -54,8 +58,13 @@ impl Host {
 
     /// A host whose connections come from `factory` (tests inject one here).
     pub fn with_factory(config: HostConfig, factory: Arc<dyn ConnectionFactory>) -> Self {
-        let shared =
-            Shared { config: Arc::new(config), factory, slots: Mutex::new(HashMap::new()), hop: OnceLock::new() };
+        let shared = Shared {
+            config: Arc::new(config),
+            factory,
+            slots: Mutex::new(HashMap::new()),
+            hop: OnceLock::new(),
+            waits: Mutex::new(HashMap::new()),
+        };
         Host { shared: Arc::new(shared) }
     }
 
@@ -281,6 +290,35 @@ impl Shared {
         }
     }
 
+    /// Records that the connect holding slot `asking` waits for slot `key`,
+    /// unless following the waits from `key` leads back to `asking`: two
+    /// plugins that borrow each other's schemes, first used at once, would
+    /// each hold the slot the other waits for, for ever. The record is
+    /// removed when the returned guard drops.
+    fn wait_for(self: &Arc<Self>, asking: &str, key: &str, scheme: &str) -> Result<WaitRecord> {
+        let mut waits = self.waits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut circle = vec![asking.to_string(), key.to_string()];
+        let mut next = key.to_string();
+        while let Some(after) = waits.get(&next) {
+            if after == asking {
+                circle.push(asking.to_string());
+                return Err(Error::new(ErrorKind::InvalidConfig, "connect").with_host(self.id()).with_context(
+                    format!(
+                        "`{scheme}` is being connected for another plugin that waits on this one: {}",
+                        circle.join(" -> ")
+                    ),
+                ));
+            }
+            if circle.contains(after) {
+                break;
+            }
+            circle.push(after.clone());
+            next = after.clone();
+        }
+        waits.insert(asking.to_string(), key.to_string());
+        Ok(WaitRecord { shared: self.clone(), asking: asking.to_string() })
+    }
+
     /// The live connection for `scheme`. `opening` lists the schemes whose
     /// connects are under way further up this call (a plugin asking for
     /// another scheme of its host): asking for one of those again would wait
@@ -296,7 +334,14 @@ impl Shared {
             }
         }
         let slot = self.slot(&key);
-        let mut guard = slot.lock().await;
+        let mut guard = match opening.last() {
+            None => slot.lock().await,
+            Some(asking) => {
+                let asking = self.factory.connection_key(asking).map_err(|e| e.with_host(self.id()))?;
+                let _wait = self.wait_for(&asking, &key, scheme)?;
+                slot.lock().await
+            }
+        };
         if let Some(conn) = guard.as_ref() {
             if conn.is_alive() {
                 return Ok(conn.clone());
@@ -313,6 +358,18 @@ impl Shared {
             self.factory.connect(self.config.clone(), scheme, context).await.map_err(|e| e.with_host(self.id()))?;
         *guard = Some(conn.clone());
         Ok(conn)
+    }
+}
+
+/// A wait recorded by [`Shared::wait_for`], removed when dropped.
+struct WaitRecord {
+    shared: Arc<Shared>,
+    asking: String,
+}
+
+impl Drop for WaitRecord {
+    fn drop(&mut self) {
+        self.shared.waits.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.asking);
     }
 }
 

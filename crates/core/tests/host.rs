@@ -210,3 +210,63 @@ async fn a_hop_that_fails_is_named_in_the_error() {
     let err = board.exec(&Command::new("true")).await.unwrap_err();
     assert!(err.to_string().starts_with("lookup scheme on jump:"), "{err}");
 }
+
+/// Two plugins that each build on the other's scheme, first used at once:
+/// each holds its own slot while asking for the other's. Both uses must
+/// fail with the circle named, neither may hang.
+mod mutual_borrowers {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tether_core::{BoxFuture, ConnectRequest, Connection, ErrorKind, Host, HostConfig, Plugin, Registry};
+
+    use super::*;
+
+    /// Lets the first two connects meet, so both hold their slot before
+    /// either asks for the other's.
+    fn meeting() -> &'static tokio::sync::Barrier {
+        static BARRIER: OnceLock<tokio::sync::Barrier> = OnceLock::new();
+        BARRIER.get_or_init(|| tokio::sync::Barrier::new(2))
+    }
+
+    static CONNECTS: AtomicUsize = AtomicUsize::new(0);
+
+    fn borrow(request: ConnectRequest, other: &'static str) -> BoxFuture<'static, Result<Arc<dyn Connection>>> {
+        Box::pin(async move {
+            if CONNECTS.fetch_add(1, Ordering::SeqCst) < 2 {
+                meeting().wait().await;
+            }
+            request.connections.connection(other).await
+        })
+    }
+
+    fn ping(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<dyn Connection>>> {
+        borrow(request, "pong")
+    }
+
+    fn pong(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<dyn Connection>>> {
+        borrow(request, "ping")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_fail_naming_the_circle_instead_of_waiting_for_ever() {
+        let mut registry = Registry::empty();
+        registry.register(Plugin::new("ping", ping)).unwrap();
+        registry.register(Plugin::new("pong", pong)).unwrap();
+        let factory = Arc::new(RegistryFactory::new(registry));
+        let host = Host::with_factory(HostConfig::new("dut", "ping", "pong"), factory);
+        let both = async { tokio::join!(host.connection("ping"), host.connection("pong")) };
+        let (first, second) = tokio::time::timeout(std::time::Duration::from_secs(10), both)
+            .await
+            .expect("two plugins borrowing each other must not wait for ever");
+        for result in [first, second] {
+            let err = result.expect_err("a circle of borrowed connections cannot connect");
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
+            assert!(
+                err.to_string().contains("ping -> pong -> ping") || err.to_string().contains("pong -> ping -> pong"),
+                "{err}"
+            );
+        }
+        assert_eq!(CONNECTS.load(Ordering::SeqCst), 3, "both connects met, then one retried");
+    }
+}
