@@ -6,6 +6,7 @@
 mod common;
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tether_core::{Command, ErrorKind, ExitStatus, OptionSource, Pty, Transport};
@@ -305,11 +306,18 @@ async fn the_spare_channel_never_makes_a_command_wait() {
     std::fs::write(&known_hosts, format!("{}\n", sshd.known_hosts_line())).unwrap();
     let mut host = common::host_for(&sshd, &known_hosts);
     host.options.set("ssh_options", "max_sessions", 2, OptionSource::Api).unwrap();
-    let transport = common::connect(host).await.unwrap().transport().unwrap();
+    let connection = tether_transport_ssh::connect_host(&host).await.unwrap();
+    let session = connection.session();
+    let transport: Arc<dyn Transport> = session.clone();
     for round in 0..5 {
-        // After a command, a spare may hold one of the two slots.
+        // After a command, a spare channel takes one of the two slots: wait
+        // until it has, so the two commands below start with one slot free.
         transport.exec(&Command::argv(["true"]).check(true)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while session.free_sessions() != 1 {
+            assert!(Instant::now() < deadline, "round {round}: no spare channel took a slot");
+            tokio::task::yield_now().await;
+        }
         // Two long commands at once still both start at once.
         let started = Instant::now();
         let long = Command::shell("echo up; sleep 2");

@@ -67,6 +67,12 @@ impl fmt::Debug for SshSession {
 }
 
 impl SshSession {
+    /// Session slots (`max_sessions`) free right now. A session channel
+    /// opened ahead of the next command holds one while it waits.
+    pub fn free_sessions(&self) -> usize {
+        self.sessions.available_permits()
+    }
+
     /// False once closed or once russh's session task ended (disconnect,
     /// keepalive timeout, I/O error).
     pub fn is_alive(&self) -> bool {
