@@ -135,13 +135,19 @@ fn copy_once(rt: &Runtime, host: &Arc<LocalHost>, way: CopyWay, src: &Path, dst:
     let dst_str = dst.to_str().ok_or("non-UTF-8 temp path")?;
     let time = match way {
         CopyWay::TetherPut => {
-            let (n, time) =
-                rt.block_on(support::time_async(put_file(&**host, src, dst_str, &PutOptions::default(), false, None)));
+            let (n, time) = rt.block_on(support::time_async(put_file(
+                &**host,
+                src,
+                Path::new(dst_str),
+                &PutOptions::default(),
+                false,
+                None,
+            )));
             n?;
             time
         }
         CopyWay::TetherGet => {
-            let (n, time) = rt.block_on(support::time_async(get_file(&**host, src_str, dst, None)));
+            let (n, time) = rt.block_on(support::time_async(get_file(&**host, Path::new(src_str), dst, None)));
             n?;
             time
         }

@@ -511,7 +511,7 @@ impl Bench {
                 let (n, t) = self.rt.block_on(support::time_async(put_file(
                     &**files,
                     &source,
-                    &remote_str,
+                    Path::new(&remote_str),
                     &PutOptions::default(),
                     false,
                     None,
@@ -538,7 +538,12 @@ impl Bench {
                 let _ = std::fs::remove_file(&local_copy);
                 support::sync_filesystems()?;
                 support::reset_peak_rss();
-                let (n, t) = self.rt.block_on(support::time_async(get_file(&**files, &remote_str, &local_copy, None)));
+                let (n, t) = self.rt.block_on(support::time_async(get_file(
+                    &**files,
+                    Path::new(&remote_str),
+                    &local_copy,
+                    None,
+                )));
                 n?;
                 if round == 0 && support::sha256_file(&local_copy)? != source_hash {
                     return Err(format!("{scheme} get: the copy differs").into());

@@ -128,6 +128,42 @@ fn put_get_round_trip_with_byte_count_and_stat() {
     assert_eq!(entries(dir.path()), ["back.bin", "remote.bin", "src.bin"], "no temporary files left");
 }
 
+/// A board's files are named in whatever bytes its firmware wrote: the CLI
+/// passes a remote name that is not UTF-8 through untouched, and a transport
+/// that cannot carry such a name refuses it in one line instead of mangling it.
+#[test]
+fn remote_names_that_are_not_utf8_pass_through_the_cli() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let run = |args: &[&OsStr]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
+        cmd.args(args).env_remove("TETHER_HOSTS").env_remove("RUST_LOG").stdin(Stdio::null());
+        cmd.output().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::write(&src, b"latin-1 name\n").unwrap();
+    let remote = dir.path().join(OsStr::from_bytes(b"caf\xe9 \xff"));
+    let back = dir.path().join("back");
+
+    let out = run(&["put".as_ref(), "local".as_ref(), src.as_os_str(), remote.as_os_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&remote).unwrap(), b"latin-1 name\n", "written under the exact bytes");
+
+    let out = run(&["--json".as_ref(), "stat".as_ref(), "local".as_ref(), remote.as_os_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["size"], 13);
+
+    let out = run(&["get".as_ref(), "local".as_ref(), remote.as_os_str(), back.as_os_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&back).unwrap(), b"latin-1 name\n");
+
+    // mem keeps UTF-8 names only: it says so instead of writing `caf�`.
+    let out = run(&["put".as_ref(), "mem://bytes".as_ref(), src.as_os_str(), OsStr::from_bytes(b"/caf\xe9")]);
+    assert_one_line_error(&out, 1, "carries UTF-8 names only");
+}
+
 #[test]
 fn hosts_and_schemes_list_what_exists() {
     let dir = tempfile::tempdir().unwrap();

@@ -342,7 +342,7 @@ async fn a_hop_dying_mid_put_fails_typed_and_keeps_the_destination() {
         let put = tokio::spawn(async move {
             let started = Instant::now();
             let mut source = source;
-            let result = files.put(&mut source, &remote, &PutOptions::default()).await;
+            let result = files.put(&mut source, Path::new(&remote), &PutOptions::default()).await;
             (result, started)
         });
         wait_for(&given, 8 << 20).await;

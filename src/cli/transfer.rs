@@ -16,7 +16,8 @@ pub(crate) struct PutArgs {
     /// The local file (or, with -r, directory) to send.
     local: PathBuf,
     /// Where to write it on the host (with -r: an existing directory receives it under its own name).
-    remote: String,
+    /// Any bytes the host's filesystem takes, not only UTF-8.
+    remote: PathBuf,
     /// Mode of the new file, octal (default: keep the replaced file's, else 0644).
     #[arg(long, value_parser = parse_octal, conflicts_with = "recursive")]
     mode: Option<u32>,
@@ -39,7 +40,7 @@ pub(crate) struct GetArgs {
     /// Inventory id, `local`, or a URL.
     host: String,
     /// The file (or, with -r, directory) to fetch.
-    remote: String,
+    remote: PathBuf,
     /// Where to write it (a directory keeps the remote name).
     local: PathBuf,
     /// Copy a directory and everything in it, like `scp -r` (links and special files are skipped).
@@ -52,7 +53,7 @@ pub(crate) struct StatArgs {
     /// Inventory id, `local`, or a URL.
     host: String,
     /// The path to describe.
-    path: String,
+    path: PathBuf,
     /// Also compute the file's SHA-512.
     #[arg(long)]
     sha512: bool,
@@ -72,7 +73,7 @@ fn report(
     context: &Context,
     host: &Host,
     direction: &str,
-    (local, remote): (&Path, &str),
+    (local, remote): (&Path, &Path),
     moved: Moved,
     started: Instant,
 ) -> Result<u8, Error> {
@@ -86,7 +87,7 @@ fn report(
             "operation": direction,
             "host": host.id(),
             "local": local.display().to_string(),
-            "remote": remote,
+            "remote": remote.display().to_string(),
             "bytes": bytes,
             "seconds": elapsed.as_secs_f64(),
         });
@@ -118,7 +119,7 @@ pub(crate) async fn put(context: &Context, args: PutArgs) -> Result<u8, Error> {
         .map_err(|e| Error::io("put", e).with_context(args.local.display().to_string()))?;
     if meta.is_dir() {
         if !args.recursive {
-            return Err(is_a_directory("put", &args.local.display().to_string()));
+            return Err(is_a_directory("put", &args.local));
         }
         return put_tree(context, args).await;
     }
@@ -143,7 +144,10 @@ pub(crate) async fn get(context: &Context, args: GetArgs) -> Result<u8, Error> {
             return Err(is_a_directory("get", &args.remote).with_host(host.id()));
         }
         Some(meta) => meta.size,
-        None => return Err(Error::new(ErrorKind::NotFound, "get").with_host(host.id()).with_context(args.remote)),
+        None => {
+            let error = Error::new(ErrorKind::NotFound, "get").with_host(host.id());
+            return Err(error.with_context(args.remote.display().to_string()));
+        }
     };
     let bar = progress_bar(Some(size), context.json);
     let on_progress = |n: u64| bar.set_position(n);
@@ -155,8 +159,8 @@ pub(crate) async fn get(context: &Context, args: GetArgs) -> Result<u8, Error> {
     report(context, &host, "get", (&args.local, &args.remote), Moved::File(bytes), started)
 }
 
-fn is_a_directory(operation: &str, path: &str) -> Error {
-    Error::new(ErrorKind::InvalidInput, operation).with_context(format!("{path} is a directory: use -r"))
+fn is_a_directory(operation: &str, path: &Path) -> Error {
+    Error::new(ErrorKind::InvalidInput, operation).with_context(format!("{} is a directory: use -r", path.display()))
 }
 
 /// The bytes a `put -r` will send, for the progress bar: the regular files'
@@ -210,14 +214,14 @@ async fn get_tree(context: &Context, host: &Host, args: GetArgs) -> Result<u8, E
 pub(crate) async fn stat(context: &Context, args: StatArgs) -> Result<u8, Error> {
     let host = context.host(&args.host)?;
     let options = StatOptions { follow_links: args.follow, sha512: args.sha512 };
-    let meta = host
-        .stat(&args.path, options)
-        .await?
-        .ok_or_else(|| Error::new(ErrorKind::NotFound, "stat").with_host(host.id()).with_context(args.path.clone()))?;
+    let meta = host.stat(&args.path, options).await?.ok_or_else(|| {
+        let error = Error::new(ErrorKind::NotFound, "stat").with_host(host.id());
+        error.with_context(args.path.display().to_string())
+    })?;
     host.close().await?;
     if context.json {
         let mut value = serde_json::to_value(&meta).map_err(|e| Error::io("print", std::io::Error::other(e)))?;
-        value["path"] = serde_json::Value::String(args.path);
+        value["path"] = serde_json::Value::String(args.path.display().to_string());
         print_json(&value)?;
     } else {
         print_metadata(&args.path, &meta);
@@ -225,9 +229,9 @@ pub(crate) async fn stat(context: &Context, args: StatArgs) -> Result<u8, Error>
     Ok(0)
 }
 
-fn print_metadata(path: &str, meta: &Metadata) {
+fn print_metadata(path: &Path, meta: &Metadata) {
     let kind = serde_json::to_value(meta.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-    println!("path:   {path}");
+    println!("path:   {}", path.display());
     println!("kind:   {kind}");
     println!("size:   {}", meta.size);
     println!("mode:   {:04o}", meta.mode);

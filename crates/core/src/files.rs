@@ -1,9 +1,11 @@
 //! Moving files: the [`FileTransfer`] trait, its options and results, and the
 //! `put_file` / `get_file` conveniences that work with local paths.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::future::Future;
-use std::path::Path;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -63,11 +65,17 @@ fn serialize_unix_time<S: serde::Serializer>(time: &Option<SystemTime>, s: S) ->
     }
 }
 
+fn serialize_lossy<S: serde::Serializer>(name: &OsString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&name.to_string_lossy())
+}
+
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DirEntry {
-    /// The entry's name (no directory part).
-    pub name: String,
+    /// The entry's name (no directory part): any bytes but `/` and NUL, as
+    /// POSIX file names are. Serialized as text, invalid UTF-8 replaced.
+    #[serde(serialize_with = "serialize_lossy")]
+    pub name: OsString,
     /// Its metadata, without checksum.
     pub metadata: Metadata,
 }
@@ -100,33 +108,44 @@ pub struct PutOptions {
 
 /// Moves files to and from a host.
 ///
+/// Remote paths are [`Path`]s: on the Unix systems Tether runs on, a `Path`
+/// holds any bytes, as a remote POSIX file name may, and `&str`, `String`
+/// and `OsStr` all turn into one with `.as_ref()` or `Path::new`. A
+/// transport reads them as `/`-separated bytes; one that can only carry
+/// UTF-8 names leaves [`crate::Capabilities::byte_names`] unset and answers
+/// a name that is not UTF-8 with [`ErrorKind::Unsupported`].
+///
 /// Every `put` is atomic: the data goes to a temporary sibling of the
 /// destination, its size is checked, and only then is it renamed over the
 /// destination. A failed `put` leaves the destination exactly as it was.
 #[async_trait]
 pub trait FileTransfer: Send + Sync + fmt::Debug {
     /// Streams `source` into the file `remote`; returns the bytes written.
-    async fn put(&self, source: &mut (dyn AsyncRead + Send + Unpin), remote: &str, options: &PutOptions)
-    -> Result<u64>;
+    async fn put(
+        &self,
+        source: &mut (dyn AsyncRead + Send + Unpin),
+        remote: &Path,
+        options: &PutOptions,
+    ) -> Result<u64>;
 
     /// Streams the file `remote` into `sink`; returns the bytes read.
-    async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64>;
+    async fn get(&self, remote: &Path, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64>;
 
     /// Describes `path`; `None` when it does not exist.
-    async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>>;
+    async fn stat(&self, path: &Path, options: StatOptions) -> Result<Option<Metadata>>;
 
     /// Lists a directory, sorted by name, without `.` and `..`.
-    async fn list(&self, path: &str) -> Result<Vec<DirEntry>>;
+    async fn list(&self, path: &Path) -> Result<Vec<DirEntry>>;
 
     /// Creates a directory; with `parents`, its missing parents too, and an
     /// existing directory is then no error.
-    async fn mkdir(&self, path: &str, parents: bool) -> Result<()>;
+    async fn mkdir(&self, path: &Path, parents: bool) -> Result<()>;
 
     /// Removes a file, a link or an empty directory.
-    async fn remove(&self, path: &str) -> Result<()>;
+    async fn remove(&self, path: &Path) -> Result<()>;
 
     /// Renames `from` to `to`, replacing a file at `to`.
-    async fn rename(&self, from: &str, to: &str) -> Result<()>;
+    async fn rename(&self, from: &Path, to: &Path) -> Result<()>;
 }
 
 /// The longest file name most filesystems take, in bytes.
@@ -134,12 +153,13 @@ const NAME_MAX: usize = 255;
 
 /// A name for the temporary sibling of `path` that `put` writes first:
 /// same directory (so the rename is atomic), hidden, unique, and no longer
-/// than a file name may be (a long name is shortened, whole characters
-/// only, to leave room for the marks).
-pub fn temporary_sibling(path: &str) -> String {
-    let (dir, name) = match path.rfind('/') {
-        Some(i) => (&path[..=i], &path[i + 1..]),
-        None => ("", path),
+/// than a file name may be (a long name is shortened to leave room for the
+/// marks; a UTF-8 name keeps whole characters).
+pub fn temporary_sibling(path: &Path) -> PathBuf {
+    let bytes = path.as_os_str().as_bytes();
+    let (dir, name) = match bytes.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&bytes[..=i], &bytes[i + 1..]),
+        None => (&b""[..], bytes),
     };
     let nonce: u64 = {
         use std::hash::{BuildHasher, Hasher};
@@ -152,17 +172,34 @@ pub fn temporary_sibling(path: &str) -> String {
     let marks = format!(".tether-{nonce:016x}.tmp");
     let room = NAME_MAX - 1 - marks.len();
     let mut end = name.len().min(room);
-    while !name.is_char_boundary(end) {
-        end -= 1;
+    if let Ok(text) = std::str::from_utf8(name) {
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
     }
-    format!("{dir}.{}{marks}", &name[..end])
+    let mut sibling = Vec::with_capacity(dir.len() + 1 + end + marks.len());
+    sibling.extend_from_slice(dir);
+    sibling.push(b'.');
+    sibling.extend_from_slice(&name[..end]);
+    sibling.extend_from_slice(marks.as_bytes());
+    PathBuf::from(OsString::from_vec(sibling))
+}
+
+/// The path as text, for a transport that can only carry UTF-8 names (one
+/// that does not declare [`crate::Capabilities::byte_names`]); any other
+/// name is refused with [`ErrorKind::Unsupported`] before anything is sent.
+pub fn utf8_path<'a>(operation: &str, path: &'a Path) -> Result<&'a str> {
+    path.to_str().ok_or_else(|| {
+        Error::new(ErrorKind::Unsupported, operation)
+            .with_context(format!("{}: this transport carries UTF-8 names only", path.display()))
+    })
 }
 
 /// Fails unless `actual` matches the caller's expected size.
-pub fn check_expected_size(operation: &str, path: &str, expected: Option<u64>, actual: u64) -> Result<()> {
+pub fn check_expected_size(operation: &str, path: &Path, expected: Option<u64>, actual: u64) -> Result<()> {
     match expected {
         Some(expected) if expected != actual => Err(Error::new(ErrorKind::Corrupted, operation)
-            .with_context(format!("{path}: expected {expected} bytes, got {actual}"))),
+            .with_context(format!("{}: expected {expected} bytes, got {actual}", path.display()))),
         _ => Ok(()),
     }
 }
@@ -292,7 +329,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Writeback<W> {
 pub async fn put_file(
     files: &dyn FileTransfer,
     local: &Path,
-    remote: &str,
+    remote: &Path,
     options: &PutOptions,
     preserve: bool,
     progress: Option<Progress<'_>>,
@@ -322,26 +359,29 @@ pub async fn put_file(
 /// remote file's.
 pub async fn get_file(
     files: &dyn FileTransfer,
-    remote: &str,
+    remote: &Path,
     local: &Path,
     progress: Option<Progress<'_>>,
 ) -> Result<u64> {
     let shown = local.display().to_string();
     let expected = match files.stat(remote, StatOptions { follow_links: true, sha512: false }).await? {
-        None => return Err(Error::new(ErrorKind::NotFound, "get").with_context(remote.to_string())),
+        None => return Err(Error::new(ErrorKind::NotFound, "get").with_context(remote.display().to_string())),
         Some(meta) if meta.kind == FileKind::Dir => {
-            return Err(Error::new(ErrorKind::InvalidInput, "get").with_context(format!("{remote} is a directory")));
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "get").with_context(format!("{} is a directory", remote.display()))
+            );
         }
         Some(meta) => meta.size,
     };
     let local_path = match tokio::fs::metadata(local).await {
         Ok(m) if m.is_dir() => {
-            let name = remote.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("download");
-            local.join(name)
+            let bytes = remote.as_os_str().as_bytes();
+            let name = bytes.rsplit(|&b| b == b'/').next().filter(|n| !n.is_empty() && *n != b"..");
+            local.join(name.map_or_else(|| OsStr::new("download"), OsStr::from_bytes))
         }
         _ => local.to_path_buf(),
     };
-    let temp = std::path::PathBuf::from(temporary_sibling(&local_path.to_string_lossy()));
+    let temp = temporary_sibling(&local_path);
     let result = async {
         let file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -362,7 +402,7 @@ pub async fn get_file(
         file.sync_all().await.map_err(|e| Error::io("get", e).with_context(shown.clone()))?;
         let written = file.metadata().await.map_err(|e| Error::io("get", e).with_context(shown.clone()))?.len();
         check_expected_size("get", remote, Some(expected), got)?;
-        check_expected_size("get", &shown, Some(got), written)?;
+        check_expected_size("get", local, Some(got), written)?;
         tokio::fs::rename(&temp, &local_path).await.map_err(|e| Error::io("get", e).with_context(shown.clone()))?;
         Ok(got)
     }
@@ -379,21 +419,31 @@ mod tests {
 
     #[test]
     fn temporary_sibling_stays_in_the_directory() {
-        let t = temporary_sibling("/a/b/file.txt");
+        let t = temporary_sibling(Path::new("/a/b/file.txt")).into_os_string().into_string().unwrap();
         assert!(t.starts_with("/a/b/.file.txt.tether-"), "{t}");
         assert!(t.ends_with(".tmp"));
-        assert_ne!(temporary_sibling("x"), temporary_sibling("x"));
-        assert!(temporary_sibling("x").starts_with(".x.tether-"));
+        assert_ne!(temporary_sibling(Path::new("x")), temporary_sibling(Path::new("x")));
+        assert!(temporary_sibling(Path::new("x")).as_os_str().as_bytes().starts_with(b".x.tether-"));
     }
 
     #[test]
     fn temporary_sibling_of_a_long_name_fits_a_file_name() {
         for name in ["n".repeat(255), "ü".repeat(127), format!("{}x", "日".repeat(80))] {
-            let t = temporary_sibling(&format!("/dir/{name}"));
+            let t = temporary_sibling(Path::new(&format!("/dir/{name}"))).into_os_string().into_string().unwrap();
             let sibling = t.strip_prefix("/dir/").unwrap();
             assert!(sibling.len() <= 255, "{} bytes", sibling.len());
             assert!(sibling.ends_with(".tmp") && sibling.starts_with('.'));
             assert!(name.starts_with(&sibling[1..sibling.find(".tether-").unwrap()]));
         }
+    }
+
+    #[test]
+    fn temporary_sibling_keeps_bytes_that_are_not_utf8() {
+        let name = OsStr::from_bytes(b"/d/caf\xe9 \xff");
+        let t = temporary_sibling(Path::new(name));
+        assert!(t.as_os_str().as_bytes().starts_with(b"/d/.caf\xe9 \xff.tether-"), "{t:?}");
+        let long = OsString::from_vec(vec![0xff; 300]);
+        let t = temporary_sibling(&Path::new("/d").join(long));
+        assert!(t.file_name().unwrap().len() <= 255);
     }
 }

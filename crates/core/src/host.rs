@@ -202,24 +202,31 @@ impl Host {
     pub async fn put_file(
         &self,
         local: &Path,
-        remote: &str,
+        remote: impl AsRef<Path>,
         options: &PutOptions,
         preserve: bool,
         progress: Option<Progress<'_>>,
     ) -> Result<u64> {
         let files = self.files().await?;
-        put_file(files.as_ref(), local, remote, options, preserve, progress).await.map_err(|e| e.with_host(self.id()))
+        put_file(files.as_ref(), local, remote.as_ref(), options, preserve, progress)
+            .await
+            .map_err(|e| e.with_host(self.id()))
     }
 
     /// Downloads to a local file (see [`get_file`]).
-    pub async fn get_file(&self, remote: &str, local: &Path, progress: Option<Progress<'_>>) -> Result<u64> {
+    pub async fn get_file(
+        &self,
+        remote: impl AsRef<Path>,
+        local: &Path,
+        progress: Option<Progress<'_>>,
+    ) -> Result<u64> {
         let files = self.files().await?;
-        get_file(files.as_ref(), remote, local, progress).await.map_err(|e| e.with_host(self.id()))
+        get_file(files.as_ref(), remote.as_ref(), local, progress).await.map_err(|e| e.with_host(self.id()))
     }
 
     /// Describes a remote path.
-    pub async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>> {
-        self.files().await?.stat(path, options).await.map_err(|e| e.with_host(self.id()))
+    pub async fn stat(&self, path: impl AsRef<Path>, options: StatOptions) -> Result<Option<Metadata>> {
+        self.files().await?.stat(path.as_ref(), options).await.map_err(|e| e.with_host(self.id()))
     }
 
     /// Opens a stream to `host:port` through this host.

@@ -52,16 +52,20 @@ pub struct Capabilities {
     pub files: bool,
     /// Opens streams through the host ([`crate::Tunnel`]).
     pub tunnel: bool,
+    /// Carries remote file names that are not UTF-8 (any bytes but `/` and
+    /// NUL), as POSIX allows. Without it, such a name is refused with
+    /// [`crate::ErrorKind::Unsupported`].
+    pub byte_names: bool,
 }
 
 impl Capabilities {
     /// A scheme that can do nothing yet: the start of every declaration.
     pub const NONE: Capabilities =
-        Capabilities { exec: false, shell: false, user_switch: false, files: false, tunnel: false };
+        Capabilities { exec: false, shell: false, user_switch: false, files: false, tunnel: false, byte_names: false };
 
     /// Everything: what a connection factory that knows no plugins assumes.
     pub const ALL: Capabilities =
-        Capabilities { exec: true, shell: true, user_switch: true, files: true, tunnel: true };
+        Capabilities { exec: true, shell: true, user_switch: true, files: true, tunnel: true, byte_names: true };
 
     /// Adds: runs commands.
     pub const fn with_exec(mut self) -> Self {
@@ -93,6 +97,12 @@ impl Capabilities {
         self
     }
 
+    /// Adds: file names that are not UTF-8.
+    pub const fn with_byte_names(mut self) -> Self {
+        self.byte_names = true;
+        self
+    }
+
     /// The names of the capabilities present.
     pub fn names(&self) -> Vec<&'static str> {
         [
@@ -101,6 +111,7 @@ impl Capabilities {
             (self.user_switch, "user-switch"),
             (self.files, "files"),
             (self.tunnel, "tunnel"),
+            (self.byte_names, "byte-names"),
         ]
         .into_iter()
         .filter_map(|(present, name)| present.then_some(name))

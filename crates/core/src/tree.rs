@@ -2,7 +2,8 @@
 //! [`get_tree`] (their docs hold the rules, as this module is private and
 //! they are what the crate shows).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -58,28 +59,15 @@ fn landing(path: &[u8]) -> Landing<'_> {
     }
 }
 
-/// `dir/name` in the remote's `/`-separated paths.
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() || dir.ends_with('/') { format!("{dir}{name}") } else { format!("{dir}/{name}") }
-}
-
 /// Adds the path to errors that do not already name one, so the caller
 /// learns where the walk stopped.
-fn at(err: Error, path: &str) -> Error {
-    if err.context().is_none() { err.with_context(path.to_string()) } else { err }
+fn at(err: Error, path: &Path) -> Error {
+    if err.context().is_none() { err.with_context(path.display().to_string()) } else { err }
 }
 
-fn too_deep(operation: &str, path: &str) -> Error {
+fn too_deep(operation: &str, path: &Path) -> Error {
     Error::new(ErrorKind::Unsupported, operation)
-        .with_context(format!("{path}: more than {MAX_TREE_DEPTH} directory levels below the source"))
-}
-
-/// Remote paths are text, so a local name must be too.
-fn utf8(operation: &str, path: &Path, name: OsString) -> Result<String> {
-    name.into_string().map_err(|_| {
-        Error::new(ErrorKind::InvalidInput, operation)
-            .with_context(format!("{}: the name is not UTF-8", path.display()))
-    })
+        .with_context(format!("{}: more than {MAX_TREE_DEPTH} directory levels below the source", path.display()))
 }
 
 /// A local directory's entries, sorted by name (the order of the walk is
@@ -140,7 +128,7 @@ async fn read_local_dir(dir: &Path) -> Result<Vec<(OsString, std::fs::FileType)>
 pub async fn put_tree(
     files: &dyn FileTransfer,
     local: &Path,
-    remote: &str,
+    remote: &Path,
     options: &TreeOptions,
     progress: Option<Progress<'_>>,
 ) -> Result<TreeSummary> {
@@ -151,22 +139,20 @@ pub async fn put_tree(
     }
     let root = match files.stat(remote, StatOptions { follow_links: true, sha512: false }).await {
         Err(err) => return Err(at(err, remote)),
-        Ok(None) => remote.to_string(),
-        Ok(Some(meta)) if meta.kind == FileKind::Dir => {
-            use std::os::unix::ffi::{OsStrExt, OsStringExt};
-            match landing(local.as_os_str().as_bytes()) {
-                Landing::Here => remote.to_string(),
-                Landing::Named(name) => join(remote, &utf8("put", local, OsString::from_vec(name.to_vec()))?),
-                Landing::Unnamed => {
-                    return Err(Error::new(ErrorKind::InvalidInput, "put").with_context(format!(
-                        "{shown}: no directory name to create inside {remote}; name the source by its name"
-                    )));
-                }
+        Ok(None) => remote.to_path_buf(),
+        Ok(Some(meta)) if meta.kind == FileKind::Dir => match landing(local.as_os_str().as_bytes()) {
+            Landing::Here => remote.to_path_buf(),
+            Landing::Named(name) => remote.join(OsStr::from_bytes(name)),
+            Landing::Unnamed => {
+                return Err(Error::new(ErrorKind::InvalidInput, "put").with_context(format!(
+                    "{shown}: no directory name to create inside {}; name the source by its name",
+                    remote.display()
+                )));
             }
-        }
+        },
         Ok(Some(_)) => {
             return Err(Error::new(ErrorKind::InvalidInput, "put")
-                .with_context(format!("{remote}: exists and is not a directory")));
+                .with_context(format!("{}: exists and is not a directory", remote.display())));
         }
     };
 
@@ -174,7 +160,7 @@ pub async fn put_tree(
     let mut pending = vec![(local.to_path_buf(), root, 0usize)];
     while let Some((dir, target, depth)) = pending.pop() {
         if depth > MAX_TREE_DEPTH {
-            return Err(too_deep("put", &dir.display().to_string()));
+            return Err(too_deep("put", &dir));
         }
         let entries = read_local_dir(&dir).await?;
         files.mkdir(&target, true).await.map_err(|e| at(e, &target))?;
@@ -183,9 +169,9 @@ pub async fn put_tree(
         for (name, kind) in entries {
             let path = dir.join(&name);
             if kind.is_dir() {
-                subdirectories.push((join(&target, &utf8("put", &path, name)?), path));
+                subdirectories.push((target.join(&name), path));
             } else if kind.is_file() {
-                let destination = join(&target, &utf8("put", &path, name)?);
+                let destination = target.join(&name);
                 let before = summary.bytes;
                 let overall = move |n: u64| {
                     if let Some(progress) = progress {
@@ -212,10 +198,11 @@ pub async fn put_tree(
 
 /// Fails unless a listed name is one path component, so that joining it to
 /// a local directory stays inside that directory.
-fn check_listed_name(dir: &str, name: &str) -> Result<()> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+fn check_listed_name(dir: &Path, name: &OsStr) -> Result<()> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') || bytes.contains(&0) {
         return Err(Error::new(ErrorKind::Protocol, "get")
-            .with_context(format!("{dir}: the server listed {name:?}, which is not a single file name")));
+            .with_context(format!("{}: the server listed {name:?}, which is not a single file name", dir.display())));
     }
     Ok(())
 }
@@ -263,32 +250,33 @@ async fn make_local_dir(path: &Path, parents: bool) -> Result<()> {
 /// going forever.
 pub async fn get_tree(
     files: &dyn FileTransfer,
-    remote: &str,
+    remote: &Path,
     local: &Path,
     progress: Option<Progress<'_>>,
 ) -> Result<TreeSummary> {
     match files.stat(remote, StatOptions { follow_links: true, sha512: false }).await {
         Err(err) => return Err(at(err, remote)),
-        Ok(None) => return Err(Error::new(ErrorKind::NotFound, "get").with_context(remote.to_string())),
+        Ok(None) => return Err(Error::new(ErrorKind::NotFound, "get").with_context(remote.display().to_string())),
         Ok(Some(meta)) if meta.kind == FileKind::Dir => {}
         Ok(Some(_)) => {
-            return Err(Error::new(ErrorKind::InvalidInput, "get").with_context(format!("{remote}: not a directory")));
+            return Err(Error::new(ErrorKind::InvalidInput, "get")
+                .with_context(format!("{}: not a directory", remote.display())));
         }
     }
     let shown = local.display().to_string();
     // The caller's own path may be, or pass through, a link: it was named on purpose.
     let (root, root_named_by_caller) = match tokio::fs::metadata(local).await {
-        Ok(meta) if meta.is_dir() => match landing(remote.as_bytes()) {
+        Ok(meta) if meta.is_dir() => match landing(remote.as_os_str().as_bytes()) {
             Landing::Here => (local.to_path_buf(), true),
             Landing::Named(name) => {
-                // Lossless: a text path split at a `/` gives text.
-                let name = String::from_utf8_lossy(name);
-                check_listed_name(remote, &name)?;
-                (local.join(&*name), false)
+                let name = OsStr::from_bytes(name);
+                check_listed_name(remote, name)?;
+                (local.join(name), false)
             }
             Landing::Unnamed => {
                 return Err(Error::new(ErrorKind::InvalidInput, "get").with_context(format!(
-                    "{remote}: no directory name to create inside {shown}; name the source by its name"
+                    "{}: no directory name to create inside {shown}; name the source by its name",
+                    remote.display()
                 )));
             }
         },
@@ -301,7 +289,7 @@ pub async fn get_tree(
     };
 
     let mut summary = TreeSummary::default();
-    let mut pending: Vec<(String, PathBuf, usize)> = vec![(remote.to_string(), root, 0)];
+    let mut pending: Vec<(PathBuf, PathBuf, usize)> = vec![(remote.to_path_buf(), root, 0)];
     while let Some((dir, target, depth)) = pending.pop() {
         if depth > MAX_TREE_DEPTH {
             return Err(too_deep("get", &dir));
@@ -315,7 +303,7 @@ pub async fn get_tree(
         summary.directories += 1;
         let mut subdirectories = Vec::new();
         for entry in entries {
-            let source = join(&dir, &entry.name);
+            let source = dir.join(&entry.name);
             let destination = target.join(&entry.name);
             match entry.metadata.kind {
                 FileKind::Dir => subdirectories.push((source, destination)),
@@ -344,7 +332,7 @@ pub async fn get_tree(
                 }
                 kind => {
                     let what = if kind == FileKind::Link { "a link is not followed" } else { "not a regular file" };
-                    tracing::warn!(path = %source, "get: skipped, {what}");
+                    tracing::warn!(path = %source.display(), "get: skipped, {what}");
                     summary.skipped += 1;
                 }
             }
@@ -374,6 +362,7 @@ mod tests {
 
     #[test]
     fn joins_remote_paths() {
+        let join = |dir: &str, name: &str| Path::new(dir).join(name).into_os_string().into_string().unwrap();
         assert_eq!(join("/", "a"), "/a");
         assert_eq!(join("/x", "a"), "/x/a");
         assert_eq!(join("/x/", "a"), "/x/a");

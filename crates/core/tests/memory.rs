@@ -2,6 +2,7 @@
 //! transport, on its generic behaviour: its built-in shell runs the suite's
 //! command lines, nothing is scripted for them.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,6 @@ async fn named_hosts_are_shared() {
     a.write_file("/etc/motd", "hello", 0o644);
     let b = MemoryHost::named("shared-by-name");
     assert_eq!(b.read_file("/etc/motd").unwrap(), "hello");
-    let listing = b.list("/etc").await.unwrap();
+    let listing = b.list(Path::new("/etc")).await.unwrap();
     assert_eq!(listing[0].name, "motd");
 }

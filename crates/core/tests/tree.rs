@@ -3,6 +3,7 @@
 //! meant to escape the destination or a tree that never ends.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -95,7 +96,7 @@ fn expected_files(big: &[u8]) -> BTreeMap<String, Vec<u8>> {
 }
 
 async fn stat(host: &MemoryHost, path: &str) -> Option<Metadata> {
-    host.stat(path, StatOptions::default()).await.unwrap()
+    host.stat(Path::new(path), StatOptions::default()).await.unwrap()
 }
 
 fn total_bytes(big: &[u8]) -> u64 {
@@ -112,7 +113,7 @@ async fn a_tree_goes_up_and_comes_back_identical() {
     let seen = Mutex::new(Vec::new());
     let progress = |n: u64| seen.lock().unwrap().push(n);
     let options = TreeOptions { preserve: true };
-    let summary = put_tree(&host, &source, "/up/load", &options, Some(&progress)).await.unwrap();
+    let summary = put_tree(&host, &source, Path::new("/up/load"), &options, Some(&progress)).await.unwrap();
     let total = total_bytes(&big);
     assert_eq!(summary, TreeSummary { files: 5, directories: 5, bytes: total, skipped: 2 });
     let seen = seen.into_inner().unwrap();
@@ -133,8 +134,8 @@ async fn a_tree_goes_up_and_comes_back_identical() {
     let local_mtime = std::fs::metadata(source.join("big.bin")).unwrap().modified().unwrap();
     assert_eq!(stat(&host, "/up/load/big.bin").await.unwrap().mtime, Some(local_mtime));
     // No temporary sibling is left anywhere.
-    let listed = host.list("/up/load").await.unwrap();
-    assert!(listed.iter().all(|e| !e.name.contains(".tether-")), "{listed:?}");
+    let listed = host.list(Path::new("/up/load")).await.unwrap();
+    assert!(listed.iter().all(|e| !e.name.to_string_lossy().contains(".tether-")), "{listed:?}");
 
     let back = scratch.path().join("back/here");
     let seen = Mutex::new(0u64);
@@ -143,7 +144,7 @@ async fn a_tree_goes_up_and_comes_back_identical() {
         assert!(n >= *last);
         *last = n;
     };
-    let summary = get_tree(&host, "/up/load", &back, Some(&progress)).await.unwrap();
+    let summary = get_tree(&host, Path::new("/up/load"), &back, Some(&progress)).await.unwrap();
     assert_eq!(summary, TreeSummary { files: 5, directories: 5, bytes: total, skipped: 0 });
     assert_eq!(*seen.lock().unwrap(), total);
     let (files, dirs) = snapshot(&back);
@@ -157,7 +158,7 @@ async fn without_preserve_new_files_get_the_default_mode() {
     let source = scratch.path().join("src");
     make_tree(&source);
     let host = MemoryHost::new();
-    put_tree(&host, &source, "/plain", &TreeOptions::default(), None).await.unwrap();
+    put_tree(&host, &source, Path::new("/plain"), &TreeOptions::default(), None).await.unwrap();
     assert_eq!(stat(&host, "/plain/a/b/run.sh").await.unwrap().mode, 0o644);
 }
 
@@ -169,35 +170,38 @@ async fn put_into_an_existing_directory_lands_under_the_source_name() {
     std::fs::write(source.join("index.html"), b"<html>").unwrap();
     std::fs::write(source.join("css/main.css"), b"body{}").unwrap();
     let host = MemoryHost::new();
-    host.mkdir("/srv", true).await.unwrap();
+    host.mkdir(Path::new("/srv"), true).await.unwrap();
 
-    put_tree(&host, &source, "/srv", &TreeOptions::default(), None).await.unwrap();
+    put_tree(&host, &source, Path::new("/srv"), &TreeOptions::default(), None).await.unwrap();
     assert_eq!(host.read_file("/srv/site/index.html").unwrap().as_ref(), b"<html>");
     assert_eq!(host.read_file("/srv/site/css/main.css").unwrap().as_ref(), b"body{}");
     assert!(stat(&host, "/srv/index.html").await.is_none());
 
     // Trailing slashes change nothing; a second copy merges into the first.
     let with_slash = PathBuf::from(format!("{}/", source.display()));
-    put_tree(&host, &with_slash, "/srv/", &TreeOptions::default(), None).await.unwrap();
+    put_tree(&host, &with_slash, Path::new("/srv/"), &TreeOptions::default(), None).await.unwrap();
     assert!(stat(&host, "/srv/site/site").await.is_none());
 
     // `dir/.` puts the contents into the destination itself, as `cp -r dir/. dest`.
-    put_tree(&host, &source.join("."), "/srv", &TreeOptions::default(), None).await.unwrap();
+    put_tree(&host, &source.join("."), Path::new("/srv"), &TreeOptions::default(), None).await.unwrap();
     assert_eq!(host.read_file("/srv/index.html").unwrap().as_ref(), b"<html>");
     assert_eq!(host.read_file("/srv/css/main.css").unwrap().as_ref(), b"body{}");
 
     // Nothing to name the copy after.
-    let err = put_tree(&host, &source.join("css/.."), "/srv", &TreeOptions::default(), None).await.unwrap_err();
+    let err =
+        put_tree(&host, &source.join("css/.."), Path::new("/srv"), &TreeOptions::default(), None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 
     // A file at the destination is refused before anything moves.
     host.write_file("/file", "x", 0o644);
-    let err = put_tree(&host, &source, "/file", &TreeOptions::default(), None).await.unwrap_err();
+    let err = put_tree(&host, &source, Path::new("/file"), &TreeOptions::default(), None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("/file"), "{err}");
 
     // The source must be a directory.
-    let err = put_tree(&host, &source.join("index.html"), "/other", &TreeOptions::default(), None).await.unwrap_err();
+    let err = put_tree(&host, &source.join("index.html"), Path::new("/other"), &TreeOptions::default(), None)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(stat(&host, "/other").await.is_none());
 }
@@ -215,32 +219,32 @@ async fn get_into_an_existing_directory_lands_under_the_source_name() {
     host.symlink("/etc", "/srv/site/etc");
 
     let missing = scratch.path().join("fresh");
-    let summary = get_tree(&host, "/srv/site", &missing, None).await.unwrap();
+    let summary = get_tree(&host, Path::new("/srv/site"), &missing, None).await.unwrap();
     assert_eq!(summary, TreeSummary { files: 2, directories: 2, bytes: 12, skipped: 1 });
     assert_eq!(std::fs::read(missing.join("index.html")).unwrap(), b"<html>");
     assert!(std::fs::symlink_metadata(missing.join("etc")).is_err(), "remote links are not followed");
 
     let existing = scratch.path().join("existing");
     std::fs::create_dir(&existing).unwrap();
-    get_tree(&host, "/srv/site/", &existing, None).await.unwrap();
+    get_tree(&host, Path::new("/srv/site/"), &existing, None).await.unwrap();
     assert_eq!(std::fs::read(existing.join("site/css/main.css")).unwrap(), b"body{}");
     assert!(!existing.join("index.html").exists());
 
-    get_tree(&host, "/srv/site/.", &existing, None).await.unwrap();
+    get_tree(&host, Path::new("/srv/site/."), &existing, None).await.unwrap();
     assert_eq!(std::fs::read(existing.join("index.html")).unwrap(), b"<html>");
 
-    let err = get_tree(&host, "/", &existing, None).await.unwrap_err();
+    let err = get_tree(&host, Path::new("/"), &existing, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 
     let file = scratch.path().join("file");
     std::fs::write(&file, b"keep").unwrap();
-    let err = get_tree(&host, "/srv/site", &file, None).await.unwrap_err();
+    let err = get_tree(&host, Path::new("/srv/site"), &file, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), b"keep");
 
-    let err = get_tree(&host, "/srv/site/index.html", &scratch.path().join("x"), None).await.unwrap_err();
+    let err = get_tree(&host, Path::new("/srv/site/index.html"), &scratch.path().join("x"), None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    let err = get_tree(&host, "/nowhere", &scratch.path().join("x"), None).await.unwrap_err();
+    let err = get_tree(&host, Path::new("/nowhere"), &scratch.path().join("x"), None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(!scratch.path().join("x").exists());
 }
@@ -257,7 +261,7 @@ async fn local_links_in_the_destination_are_not_written_through() {
     let target = scratch.path().join("target");
     std::fs::create_dir(&target).unwrap();
     std::os::unix::fs::symlink(&outside, target.join("css")).unwrap();
-    let err = get_tree(&host, "/srv/site/.", &target, None).await.unwrap_err();
+    let err = get_tree(&host, Path::new("/srv/site/."), &target, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
     assert!(err.to_string().contains("css"), "{err}");
 
@@ -265,7 +269,7 @@ async fn local_links_in_the_destination_are_not_written_through() {
     std::fs::remove_file(target.join("css")).unwrap();
     std::fs::remove_file(target.join("index.html")).unwrap();
     std::os::unix::fs::symlink(outside.join("index.html"), target.join("index.html")).unwrap();
-    let err = get_tree(&host, "/srv/site/.", &target, None).await.unwrap_err();
+    let err = get_tree(&host, Path::new("/srv/site/."), &target, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
     assert!(err.to_string().contains("index.html"), "{err}");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing written through a link");
@@ -291,7 +295,7 @@ struct Hostile {
 
 fn entry(name: &str, kind: FileKind) -> DirEntry {
     let metadata = Metadata { kind, size: 4, mode: 0o644, uid: None, gid: None, mtime: None, sha512: None };
-    DirEntry { name: name.to_string(), metadata }
+    DirEntry { name: name.into(), metadata }
 }
 
 #[async_trait]
@@ -299,34 +303,34 @@ impl FileTransfer for Hostile {
     async fn put(
         &self,
         source: &mut (dyn AsyncRead + Send + Unpin),
-        remote: &str,
+        remote: &Path,
         options: &PutOptions,
     ) -> Result<u64> {
         self.inner.put(source, remote, options).await
     }
 
-    async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
+    async fn get(&self, remote: &Path, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
         if let Trick::FailGet(path) = self.trick
-            && remote == path
+            && remote == Path::new(path)
         {
             use tokio::io::AsyncWriteExt;
             sink.write_all(b"half").await.unwrap();
-            return Err(Error::new(ErrorKind::ConnectionLost, "get").with_context(remote.to_string()));
+            return Err(Error::new(ErrorKind::ConnectionLost, "get").with_context(remote.display().to_string()));
         }
         self.inner.get(remote, sink).await
     }
 
-    async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>> {
+    async fn stat(&self, path: &Path, options: StatOptions) -> Result<Option<Metadata>> {
         match self.trick {
             Trick::Endless => Ok(Some(entry("", FileKind::Dir).metadata)),
             _ => self.inner.stat(path, options).await,
         }
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
+    async fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
         match &self.trick {
             Trick::Endless => Ok(vec![entry("d", FileKind::Dir)]),
-            Trick::Inject { in_dir, name, kind } if path == *in_dir => {
+            Trick::Inject { in_dir, name, kind } if path == Path::new(in_dir) => {
                 let mut entries = self.inner.list(path).await?;
                 entries.push(entry(name, *kind));
                 Ok(entries)
@@ -335,15 +339,15 @@ impl FileTransfer for Hostile {
         }
     }
 
-    async fn mkdir(&self, path: &str, parents: bool) -> Result<()> {
+    async fn mkdir(&self, path: &Path, parents: bool) -> Result<()> {
         self.inner.mkdir(path, parents).await
     }
 
-    async fn remove(&self, path: &str) -> Result<()> {
+    async fn remove(&self, path: &Path) -> Result<()> {
         self.inner.remove(path).await
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+    async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         self.inner.rename(from, to).await
     }
 }
@@ -381,7 +385,7 @@ async fn names_that_are_not_one_component_are_refused_before_anything_is_written
                 let target = scratch.path().join("jail/target");
                 std::fs::create_dir_all(scratch.path().join("jail")).unwrap();
 
-                let err = get_tree(&hostile, "/srv/site", &target, None).await.unwrap_err();
+                let err = get_tree(&hostile, Path::new("/srv/site"), &target, None).await.unwrap_err();
                 assert_eq!(err.kind(), ErrorKind::Protocol, "{name:?} {kind:?} in {in_dir}: {err}");
                 assert!(err.to_string().contains(&format!("{name:?}")), "the entry is named: {err}");
 
@@ -412,7 +416,7 @@ async fn an_endless_tree_stops_at_the_depth_limit() {
     let scratch = Scratch::new();
     let hostile = Hostile { inner: MemoryHost::new(), trick: Trick::Endless };
     let target = scratch.path().join("target");
-    let err = get_tree(&hostile, "/abyss", &target, None).await.unwrap_err();
+    let err = get_tree(&hostile, Path::new("/abyss"), &target, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(err.to_string().contains(&MAX_TREE_DEPTH.to_string()), "{err}");
     let deepest = everything(&target).iter().map(|p| p.split('/').count()).max().unwrap();
@@ -429,7 +433,7 @@ async fn a_failure_stops_the_walk_and_keeps_what_was_complete() {
     inner.write_file("/t/z/later", "later", 0o644);
     let hostile = Hostile { inner, trick: Trick::FailGet("/t/b") };
     let target = scratch.path().join("target");
-    let err = get_tree(&hostile, "/t", &target, None).await.unwrap_err();
+    let err = get_tree(&hostile, Path::new("/t"), &target, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionLost, "{err}");
     assert!(err.to_string().contains("/t/b"), "{err}");
     // a is whole; b left no partial or temporary file; c and z never started.
@@ -447,14 +451,14 @@ async fn put_stops_at_the_first_failure() {
     }
     let host = MemoryHost::new();
     // A directory where b should go: its put fails.
-    host.mkdir("/dst/b", true).await.unwrap();
+    host.mkdir(Path::new("/dst/b"), true).await.unwrap();
     // /dst exists, so this tree lands in /dst/src where nothing is in the way…
-    put_tree(&host, &source, "/dst", &TreeOptions::default(), None).await.unwrap();
+    put_tree(&host, &source, Path::new("/dst"), &TreeOptions::default(), None).await.unwrap();
     // …and this one in /dst itself, where b is a directory.
-    let err = put_tree(&host, &source.join("."), "/dst", &TreeOptions::default(), None).await.unwrap_err();
+    let err = put_tree(&host, &source.join("."), Path::new("/dst"), &TreeOptions::default(), None).await.unwrap_err();
     assert!(err.to_string().contains("/dst/b"), "{err}");
     assert_eq!(host.read_file("/dst/a").unwrap().as_ref(), b"a");
     assert!(stat(&host, "/dst/c").await.is_none());
-    let names: Vec<String> = host.list("/dst").await.unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<OsString> = host.list(Path::new("/dst")).await.unwrap().into_iter().map(|e| e.name).collect();
     assert_eq!(names, ["a", "b", "src"]);
 }

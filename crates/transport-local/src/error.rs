@@ -7,8 +7,8 @@ use tether_core::{Error, ErrorKind};
 
 /// An I/O error of `operation` on `path`; the kind comes from
 /// [`tether_core::raw::kind_of_io`].
-pub(crate) fn at(operation: &str, path: &str, err: io::Error) -> Error {
-    Error::io(operation, err).with_context(path.to_string())
+pub(crate) fn at(operation: &str, path: impl AsRef<std::path::Path>, err: io::Error) -> Error {
+    Error::io(operation, err).with_context(path.as_ref().display().to_string())
 }
 
 /// A failed system call, mapped through its `io::Error` so the kinds match

@@ -42,7 +42,9 @@ use tether_core::{Capabilities, OptionsSpec, Plugin};
 /// The `local` scheme's registry entry.
 pub const PLUGIN: Plugin = Plugin::new("local", connect::connect)
     .with_description("this machine: child processes, the local filesystem, TCP connections from here")
-    .with_capabilities(Capabilities::NONE.with_exec().with_shell().with_user_switch().with_files().with_tunnel())
+    .with_capabilities(
+        Capabilities::NONE.with_exec().with_shell().with_user_switch().with_files().with_tunnel().with_byte_names(),
+    )
     .with_options(OptionsSpec::validated::<LocalOptions>(options::TABLE));
 
 tether_core::inventory::submit!(PLUGIN);

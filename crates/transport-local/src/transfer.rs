@@ -3,7 +3,7 @@
 use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -55,7 +55,7 @@ struct Ownership {
 }
 
 /// Resolves a put's `owner` and `group`. Blocking.
-fn plan_ownership(remote: &str, owner: Option<&str>, group: Option<&str>) -> Result<Ownership> {
+fn plan_ownership(remote: &Path, owner: Option<&str>, group: Option<&str>) -> Result<Ownership> {
     let euid = geteuid();
     let uid = match owner {
         None => None,
@@ -63,7 +63,8 @@ fn plan_ownership(remote: &str, owner: Option<&str>, group: Option<&str>) -> Res
             let uid = resolve_user("put", name)?.uid;
             if !euid.is_root() && uid != euid {
                 return Err(Error::new(ErrorKind::PermissionDenied, "put").with_context(format!(
-                    "{remote}: giving the file to `{name}` needs root; tether runs as uid {euid}"
+                    "{}: giving the file to `{name}` needs root; tether runs as uid {euid}",
+                    remote.display()
                 )));
             }
             Some(uid)
@@ -89,7 +90,7 @@ fn read_full_blocking(mut file: &File, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Streams `source` into `file`: the next chunk is read while the previous
 /// one is written.
-async fn write_stream(source: &mut (dyn AsyncRead + Send + Unpin), file: &Arc<File>, remote: &str) -> Result<u64> {
+async fn write_stream(source: &mut (dyn AsyncRead + Send + Unpin), file: &Arc<File>, remote: &Path) -> Result<u64> {
     let mut spare: Option<Vec<u8>> = None;
     let mut writing: Option<tokio::task::JoinHandle<io::Result<Vec<u8>>>> = None;
     let mut total = 0u64;
@@ -120,15 +121,17 @@ async fn write_stream(source: &mut (dyn AsyncRead + Send + Unpin), file: &Arc<Fi
 fn finish(
     file: &File,
     temp: &TempFile,
-    remote: &str,
+    remote: &Path,
     written: u64,
     options: &PutOptions,
     owner: Ownership,
 ) -> Result<()> {
     let on_disk = file.metadata().map_err(|e| at("put", remote, e))?.len();
     if on_disk != written {
-        return Err(Error::new(ErrorKind::Corrupted, "put")
-            .with_context(format!("{remote}: sent {written} bytes but the temporary file holds {on_disk}")));
+        return Err(Error::new(ErrorKind::Corrupted, "put").with_context(format!(
+            "{}: sent {written} bytes but the temporary file holds {on_disk}",
+            remote.display()
+        )));
     }
     let existing = match fs::metadata(remote) {
         Ok(meta) if meta.is_file() => Some(meta),
@@ -145,7 +148,8 @@ fn finish(
     }
     // chown clears the set-id bits, so it goes before chmod.
     if owner.uid.is_some() || owner.gid.is_some() {
-        fchown(file, owner.uid, owner.gid).map_err(|e| errno("put", e).with_context(format!("{remote}: chown")))?;
+        fchown(file, owner.uid, owner.gid)
+            .map_err(|e| errno("put", e).with_context(format!("{}: chown", remote.display())))?;
     }
     let mode = options.mode.or(existing.as_ref().map(|m| m.mode())).unwrap_or(0o644) & 0o7777;
     file.set_permissions(Permissions::from_mode(mode)).map_err(|e| at("put", remote, e))?;
@@ -192,7 +196,7 @@ fn metadata_of(meta: &fs::Metadata) -> Metadata {
 }
 
 /// Blocking `stat`.
-fn stat_path(path: &str, options: StatOptions) -> Result<Option<Metadata>> {
+fn stat_path(path: &Path, options: StatOptions) -> Result<Option<Metadata>> {
     let found = if options.follow_links { fs::metadata(path) } else { fs::symlink_metadata(path) };
     let meta = match found {
         Ok(meta) => meta,
@@ -231,16 +235,16 @@ fn sha512_of(file: &File) -> io::Result<String> {
 }
 
 /// Blocking `list`.
-fn list_dir(path: &str) -> Result<Vec<DirEntry>> {
+fn list_dir(path: &Path) -> Result<Vec<DirEntry>> {
     let mut entries = Vec::new();
     for entry in fs::read_dir(path).map_err(|e| at("list", path, e))? {
         let entry = entry.map_err(|e| at("list", path, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = entry.file_name();
         let meta = match entry.metadata() {
             Ok(meta) => meta,
             // Removed since the directory was read: it is no longer there to list.
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(at("list", &entry.path().to_string_lossy(), err)),
+            Err(err) => return Err(at("list", entry.path(), err)),
         };
         entries.push(DirEntry { name, metadata: metadata_of(&meta) });
     }
@@ -249,18 +253,20 @@ fn list_dir(path: &str) -> Result<Vec<DirEntry>> {
 }
 
 /// Blocking `remove`.
-fn remove_path(path: &str) -> Result<()> {
+fn remove_path(path: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(path).map_err(|e| at("remove", path, e))?;
     let removed = if meta.is_dir() { fs::remove_dir(path) } else { fs::remove_file(path) };
     removed.map_err(|e| at("remove", path, e))
 }
 
 /// Opens `remote` for `get`, refusing a directory with a clear error. Blocking.
-fn open_for_get(remote: &str) -> Result<File> {
+fn open_for_get(remote: &Path) -> Result<File> {
     let file = File::open(remote).map_err(|e| at("get", remote, e))?;
     let meta = file.metadata().map_err(|e| at("get", remote, e))?;
     if meta.is_dir() {
-        return Err(Error::new(ErrorKind::InvalidInput, "get").with_context(format!("{remote} is a directory")));
+        return Err(
+            Error::new(ErrorKind::InvalidInput, "get").with_context(format!("{} is a directory", remote.display()))
+        );
     }
     Ok(file)
 }
@@ -270,20 +276,20 @@ impl FileTransfer for LocalHost {
     async fn put(
         &self,
         source: &mut (dyn AsyncRead + Send + Unpin),
-        remote: &str,
+        remote: &Path,
         options: &PutOptions,
     ) -> Result<u64> {
         self.ensure_open("put")?;
         let owner = match (&options.owner, &options.group) {
             (None, None) => Ownership::default(),
             (owner, group) => {
-                let (path, owner, group) = (remote.to_string(), owner.clone(), group.clone());
+                let (path, owner, group) = (remote.to_path_buf(), owner.clone(), group.clone());
                 blocking("put", move || plan_ownership(&path, owner.as_deref(), group.as_deref())).await?
             }
         };
-        let temp_path = PathBuf::from(temporary_sibling(remote));
+        let temp_path = temporary_sibling(remote);
         let file = {
-            let (temp_path, path) = (temp_path.clone(), remote.to_string());
+            let (temp_path, path) = (temp_path.clone(), remote.to_path_buf());
             blocking("put", move || {
                 fs::OpenOptions::new()
                     .write(true)
@@ -298,7 +304,7 @@ impl FileTransfer for LocalHost {
         let file = Arc::new(file);
         let written = write_stream(source, &file, remote).await?;
         check_expected_size("put", remote, options.expected_size, written)?;
-        let (path, options) = (remote.to_string(), options.clone());
+        let (path, options) = (remote.to_path_buf(), options.clone());
         blocking("put", move || {
             finish(&file, &temp, &path, written, &options, owner)?;
             temp.persist();
@@ -308,9 +314,9 @@ impl FileTransfer for LocalHost {
         Ok(written)
     }
 
-    async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
+    async fn get(&self, remote: &Path, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
         self.ensure_open("get")?;
-        let path = remote.to_string();
+        let path = remote.to_path_buf();
         let file = Arc::new(blocking("get", move || open_for_get(&path)).await?);
         let read_chunk = |file: Arc<File>, mut buf: Vec<u8>| {
             tokio::task::spawn_blocking(move || read_full_blocking(&file, &mut buf).map(|n| (buf, n)))
@@ -334,21 +340,21 @@ impl FileTransfer for LocalHost {
         Ok(total)
     }
 
-    async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>> {
+    async fn stat(&self, path: &Path, options: StatOptions) -> Result<Option<Metadata>> {
         self.ensure_open("stat")?;
-        let path = path.to_string();
+        let path = path.to_path_buf();
         blocking("stat", move || stat_path(&path, options)).await
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
+    async fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
         self.ensure_open("list")?;
-        let path = path.to_string();
+        let path = path.to_path_buf();
         blocking("list", move || list_dir(&path)).await
     }
 
-    async fn mkdir(&self, path: &str, parents: bool) -> Result<()> {
+    async fn mkdir(&self, path: &Path, parents: bool) -> Result<()> {
         self.ensure_open("mkdir")?;
-        let path = path.to_string();
+        let path = path.to_path_buf();
         blocking("mkdir", move || {
             let made = if parents { fs::create_dir_all(&path) } else { fs::create_dir(&path) };
             made.map_err(|e| at("mkdir", &path, e))
@@ -356,16 +362,18 @@ impl FileTransfer for LocalHost {
         .await
     }
 
-    async fn remove(&self, path: &str) -> Result<()> {
+    async fn remove(&self, path: &Path) -> Result<()> {
         self.ensure_open("remove")?;
-        let path = path.to_string();
+        let path = path.to_path_buf();
         blocking("remove", move || remove_path(&path)).await
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+    async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         self.ensure_open("rename")?;
-        let (from, to) = (from.to_string(), to.to_string());
-        blocking("rename", move || fs::rename(&from, &to).map_err(|e| at("rename", &format!("{from} -> {to}"), e)))
-            .await
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        blocking("rename", move || {
+            fs::rename(&from, &to).map_err(|e| at("rename", format!("{} -> {}", from.display(), to.display()), e))
+        })
+        .await
     }
 }

@@ -2,6 +2,7 @@
 //! registry path a program takes to reach it, and what the suite does not
 //! cover.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use tether_core::conformance::{LoopbackServices, Subject};
@@ -27,7 +28,7 @@ tether_core::conformance!(subject);
 fn plugin_is_registered() {
     let plugin = Registry::global().get("local").unwrap();
     assert_eq!(plugin.connection_key, "local");
-    assert_eq!(plugin.capabilities.names(), ["exec", "shell", "user-switch", "files", "tunnel"]);
+    assert_eq!(plugin.capabilities.names(), ["exec", "shell", "user-switch", "files", "tunnel", "byte-names"]);
     assert_eq!(plugin.options.map(|spec| spec.table), Some("local_options"));
     let defaults = serde_json::to_value(plugin.options.unwrap().defaults()).unwrap();
     assert_eq!(defaults, serde_json::json!({"shell": "/bin/sh", "connect_timeout": 30.0}));
@@ -79,7 +80,7 @@ async fn closed_host_refuses_work() {
     assert!(!connection.is_alive());
     let err = host.exec(&Command::new("true")).await.unwrap_err();
     assert_eq!(err.kind(), tether_core::ErrorKind::ConnectionLost, "{err}");
-    let err = FileTransfer::stat(&*host, "/", StatOptions::default()).await.unwrap_err();
+    let err = FileTransfer::stat(&*host, Path::new("/"), StatOptions::default()).await.unwrap_err();
     assert_eq!(err.kind(), tether_core::ErrorKind::ConnectionLost, "{err}");
 }
 

@@ -4,6 +4,7 @@
 //! The user checks take the branch that matches the euid they run under:
 //! as root the switch must happen, otherwise it must be refused.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,7 +25,7 @@ fn scratch() -> (tempfile::TempDir, String) {
 
 async fn put_bytes(host: &LocalHost, path: &str, data: &[u8], options: &PutOptions) -> tether_core::Result<u64> {
     let mut reader = data;
-    host.put(&mut reader, path, options).await
+    host.put(&mut reader, Path::new(path), options).await
 }
 
 async fn stdout_of(host: &LocalHost, command: Command) -> String {
@@ -44,7 +45,7 @@ async fn umask_is_applied() {
     let (_dir, base) = scratch();
     let made = format!("{base}/made");
     host.exec(&Command::argv(["touch", &made]).umask(0o077).check(true)).await.unwrap();
-    let meta = host.stat(&made, StatOptions::default()).await.unwrap().unwrap();
+    let meta = host.stat(Path::new(&made), StatOptions::default()).await.unwrap().unwrap();
     assert_eq!(meta.mode, 0o600);
 }
 
@@ -107,16 +108,16 @@ async fn put_with_owner() {
     if geteuid().is_root() {
         let options = PutOptions { owner: Some("nobody".into()), group: Some("nogroup".into()), ..Default::default() };
         put_bytes(&host, &path, b"mine", &options).await.unwrap();
-        let meta = host.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+        let meta = host.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
         assert_eq!((meta.uid, meta.gid, meta.mode), (Some(65534), Some(nogroup_gid()), 0o644));
         // Replacing it without naming an owner keeps the owner, as cp would.
         put_bytes(&host, &path, b"again", &PutOptions::default()).await.unwrap();
-        let meta = host.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+        let meta = host.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
         assert_eq!((meta.uid, meta.gid, meta.size), (Some(65534), Some(nogroup_gid()), 5));
         // chown drops set-id bits; the requested mode must survive it.
         let setuid = PutOptions { mode: Some(0o4755), owner: Some("65534".into()), ..Default::default() };
         put_bytes(&host, &path, b"suid", &setuid).await.unwrap();
-        let meta = host.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+        let meta = host.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
         assert_eq!((meta.uid, meta.mode), (Some(65534), 0o4755));
     } else {
         put_bytes(&host, &path, b"old", &PutOptions::default()).await.unwrap();
@@ -141,7 +142,7 @@ async fn put_sets_mtime() {
     let path = format!("{base}/dated");
     let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
     put_bytes(&host, &path, b"old news", &PutOptions { mtime: Some(mtime), ..Default::default() }).await.unwrap();
-    let meta = host.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+    let meta = host.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
     assert_eq!(meta.mtime, Some(mtime));
 }
 
@@ -150,7 +151,7 @@ async fn get_of_a_directory_fails_clearly() {
     let host = host();
     let (_dir, base) = scratch();
     let mut sink = Vec::new();
-    let err = host.get(&base, &mut sink).await.unwrap_err();
+    let err = host.get(Path::new(&base), &mut sink).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains(&format!("{base} is a directory")), "{err}");
     assert!(sink.is_empty());
@@ -163,12 +164,12 @@ async fn errors_name_the_path() {
     let missing = format!("{base}/missing/file");
     let mut sink = Vec::new();
     let messages = [
-        host.get(&missing, &mut sink).await.unwrap_err(),
-        host.list(&missing).await.unwrap_err(),
-        host.remove(&missing).await.unwrap_err(),
-        host.mkdir(&missing, false).await.unwrap_err(),
+        host.get(Path::new(&missing), &mut sink).await.unwrap_err(),
+        host.list(Path::new(&missing)).await.unwrap_err(),
+        host.remove(Path::new(&missing)).await.unwrap_err(),
+        host.mkdir(Path::new(&missing), false).await.unwrap_err(),
         put_bytes(&host, &missing, b"x", &PutOptions::default()).await.unwrap_err(),
-        host.rename(&missing, &format!("{base}/elsewhere")).await.unwrap_err(),
+        host.rename(Path::new(&missing), Path::new(&format!("{base}/elsewhere"))).await.unwrap_err(),
     ];
     for err in messages {
         assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
@@ -176,7 +177,7 @@ async fn errors_name_the_path() {
     }
     // Under a file, a path does not exist either.
     put_bytes(&host, &format!("{base}/file"), b"x", &PutOptions::default()).await.unwrap();
-    assert_eq!(host.stat(&format!("{base}/file/below"), StatOptions::default()).await.unwrap(), None);
+    assert_eq!(host.stat(Path::new(&format!("{base}/file/below")), StatOptions::default()).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -270,25 +271,25 @@ async fn stat_and_list_links() {
     put_bytes(&host, &format!("{base}/target"), b"abc", &PutOptions::default()).await.unwrap();
     std::os::unix::fs::symlink("target", format!("{base}/link")).unwrap();
     let link = format!("{base}/link");
-    let meta = host.stat(&link, StatOptions { follow_links: false, sha512: true }).await.unwrap().unwrap();
+    let meta = host.stat(Path::new(&link), StatOptions { follow_links: false, sha512: true }).await.unwrap().unwrap();
     assert_eq!((meta.kind, meta.sha512), (FileKind::Link, None));
-    let meta = host.stat(&link, StatOptions { follow_links: true, sha512: true }).await.unwrap().unwrap();
+    let meta = host.stat(Path::new(&link), StatOptions { follow_links: true, sha512: true }).await.unwrap().unwrap();
     assert_eq!((meta.kind, meta.size), (FileKind::File, 3));
     assert!(meta.sha512.is_some_and(|digest| digest.starts_with("ddaf35a1")));
-    let listing = host.list(&base).await.unwrap();
-    let kinds: Vec<(&str, FileKind)> = listing.iter().map(|e| (e.name.as_str(), e.metadata.kind)).collect();
+    let listing = host.list(Path::new(&base)).await.unwrap();
+    let kinds: Vec<(&str, FileKind)> = listing.iter().map(|e| (e.name.to_str().unwrap(), e.metadata.kind)).collect();
     assert_eq!(kinds, [("link", FileKind::Link), ("target", FileKind::File)]);
-    host.remove(&link).await.unwrap();
-    assert!(host.stat(&format!("{base}/target"), StatOptions::default()).await.unwrap().is_some());
+    host.remove(Path::new(&link)).await.unwrap();
+    assert!(host.stat(Path::new(&format!("{base}/target")), StatOptions::default()).await.unwrap().is_some());
 }
 
 #[tokio::test]
 async fn put_over_a_directory_fails_and_cleans_up() {
     let host = host();
     let (_dir, base) = scratch();
-    host.mkdir(&format!("{base}/dir"), false).await.unwrap();
+    host.mkdir(Path::new(&format!("{base}/dir")), false).await.unwrap();
     let err = put_bytes(&host, &format!("{base}/dir"), b"x", &PutOptions::default()).await.unwrap_err();
     assert!(err.to_string().contains(&format!("{base}/dir")), "{err}");
-    let names: Vec<String> = host.list(&base).await.unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<_> = host.list(Path::new(&base)).await.unwrap().into_iter().map(|e| e.name).collect();
     assert_eq!(names, ["dir"]);
 }

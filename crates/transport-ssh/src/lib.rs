@@ -65,7 +65,7 @@ pub const SFTP_PLUGIN: Plugin = Plugin::new("sftp", connect::connect)
 pub const SCP_PLUGIN: Plugin = Plugin::new("scp", connect::connect)
     .with_connection_key("ssh")
     .with_description("SCP (scp -t / scp -f) on the host's SSH connection")
-    .with_capabilities(Capabilities::NONE.with_files())
+    .with_capabilities(Capabilities::NONE.with_files().with_byte_names())
     .with_options(OptionsSpec::validated::<ScpOptions>(options::SCP_TABLE));
 
 tether_core::inventory::submit!(PLUGIN);

@@ -96,12 +96,12 @@ async fn put_sized(
     options: &PutOptions,
 ) -> tether_core::Result<u64> {
     let options = PutOptions { expected_size: Some(data.len() as u64), ..options.clone() };
-    files.put(&mut &data[..], path, &options).await
+    files.put(&mut &data[..], Path::new(path), &options).await
 }
 
 async fn get(files: &dyn FileTransfer, path: &str) -> tether_core::Result<Vec<u8>> {
     let mut out = Vec::new();
-    files.get(path, &mut out).await?;
+    files.get(Path::new(path), &mut out).await?;
     Ok(out)
 }
 
@@ -120,14 +120,16 @@ async fn files_travel_through_scp_exactly() {
     std::fs::write(&local, &data).unwrap();
     let path = format!("{}/copy.bin", remote.base);
 
-    let sent = tether_core::put_file(&*remote.files, &local, &path, &PutOptions::default(), false, None).await.unwrap();
+    let sent = tether_core::put_file(&*remote.files, &local, Path::new(&path), &PutOptions::default(), false, None)
+        .await
+        .unwrap();
     assert_eq!(sent, data.len() as u64);
     assert_eq!(sha256_hex(&std::fs::read(&path).unwrap()), sha256_hex(&data), "remote content");
-    let meta = remote.files.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+    let meta = remote.files.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
     assert_eq!((meta.kind, meta.size, meta.mode), (FileKind::File, data.len() as u64, 0o644));
 
     let back = remote.dir.path().join("back.bin");
-    assert_eq!(tether_core::get_file(&*remote.files, &path, &back, None).await.unwrap(), data.len() as u64);
+    assert_eq!(tether_core::get_file(&*remote.files, Path::new(&path), &back, None).await.unwrap(), data.len() as u64);
     assert_eq!(sha256_hex(&std::fs::read(&back).unwrap()), sha256_hex(&data), "content after the round trip");
 
     let runs = remote.scp_runs();
@@ -151,16 +153,16 @@ async fn preserve_keeps_mtime_and_mode() {
     drop(file);
 
     let path = format!("{}/dated", remote.base);
-    tether_core::put_file(&*remote.files, &local, &path, &PutOptions::default(), true, None).await.unwrap();
+    tether_core::put_file(&*remote.files, &local, Path::new(&path), &PutOptions::default(), true, None).await.unwrap();
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o751);
     assert_eq!(meta.modified().unwrap(), mtime, "mtime to the nanosecond");
-    let stat = remote.files.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+    let stat = remote.files.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
     assert_eq!((stat.mode, stat.mtime), (0o751, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000))));
     assert!(remote.scp_runs().starts_with("-p -t "), "scp -p carries the times: {}", remote.scp_runs());
 
     // Without preserve, a replaced file keeps the destination's mode and gets a new mtime.
-    tether_core::put_file(&*remote.files, &local, &path, &PutOptions::default(), false, None).await.unwrap();
+    tether_core::put_file(&*remote.files, &local, Path::new(&path), &PutOptions::default(), false, None).await.unwrap();
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o751);
     assert!(meta.modified().unwrap() > mtime + Duration::from_secs(3600));
@@ -190,7 +192,14 @@ async fn remote_paths_are_not_interpreted() {
     let mut expected = names.to_vec();
     expected.sort();
     assert_eq!(names_in(Path::new(&remote.base)), expected);
-    let listed: Vec<String> = remote.files.list(&remote.base).await.unwrap().into_iter().map(|e| e.name).collect();
+    let listed: Vec<String> = remote
+        .files
+        .list(Path::new(&remote.base))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.into_string().unwrap())
+        .collect();
     assert_eq!(listed, expected);
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     for dir in [Path::new(&remote.base), Path::new(&home), Path::new("/")] {
@@ -225,7 +234,9 @@ async fn server_killed_mid_put() {
     let killed_at = Arc::new(Mutex::new(None));
     let progress = killer(remote.sshd.clone(), 8 << 20, killed_at.clone());
     let options = PutOptions::default();
-    let err = tether_core::put_file(&*remote.files, &local, &path, &options, false, Some(&progress)).await.unwrap_err();
+    let err = tether_core::put_file(&*remote.files, &local, Path::new(&path), &options, false, Some(&progress))
+        .await
+        .unwrap_err();
     let waited = killed_at.lock().unwrap().expect("the server was killed").elapsed();
     assert_eq!(err.kind(), ErrorKind::ConnectionLost, "{err}");
     assert!(waited < Duration::from_secs(10), "failed {waited:?} after the kill");
@@ -242,7 +253,9 @@ async fn server_killed_mid_get() {
 
     let killed_at = Arc::new(Mutex::new(None));
     let progress = killer(remote.sshd.clone(), 8 << 20, killed_at.clone());
-    let err = tether_core::get_file(&*remote.files, &path, &out.join("big.bin"), Some(&progress)).await.unwrap_err();
+    let err = tether_core::get_file(&*remote.files, Path::new(&path), &out.join("big.bin"), Some(&progress))
+        .await
+        .unwrap_err();
     let waited = killed_at.lock().unwrap().expect("the server was killed").elapsed();
     assert_eq!(err.kind(), ErrorKind::ConnectionLost, "{err}");
     assert!(waited < Duration::from_secs(10), "failed {waited:?} after the kill");
@@ -297,7 +310,7 @@ async fn hostile_scp_source_is_refused() {
         // stat says 5 bytes; the records say otherwise.
         std::fs::write(&path, b"hello").unwrap();
         let started = Instant::now();
-        let err = tether_core::get_file(&*remote.files, &path, &out.join(name), None).await.unwrap_err();
+        let err = tether_core::get_file(&*remote.files, Path::new(&path), &out.join(name), None).await.unwrap_err();
         assert_eq!(err.kind(), kind, "{name}: {err}");
         assert!(started.elapsed() < Duration::from_secs(10), "{name}: took {:?}", started.elapsed());
         if name == "fatal" {
@@ -342,7 +355,7 @@ async fn abandoned_put_cleans_up() {
     let path = format!("{}/never", remote.base);
     let mut source = tether_core::conformance::StalledSource::default();
     let options = PutOptions { expected_size: Some(1 << 20), ..PutOptions::default() };
-    let put = remote.files.put(&mut source, &path, &options);
+    let put = remote.files.put(&mut source, Path::new(&path), &options);
     assert!(tokio::time::timeout(Duration::from_millis(500), put).await.is_err(), "the put cannot finish");
     assert!(remote.scp_runs().starts_with("-t "), "the data was going through scp");
     for _ in 0..100 {

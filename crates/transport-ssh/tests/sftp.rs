@@ -67,12 +67,12 @@ async fn put_bytes(
     options: &PutOptions,
 ) -> tether_core::Result<u64> {
     let mut reader = data;
-    files.put(&mut reader, path, options).await
+    files.put(&mut reader, Path::new(path), options).await
 }
 
 async fn get_bytes(files: &dyn FileTransfer, path: &str) -> tether_core::Result<Vec<u8>> {
     let mut out = Vec::new();
-    files.get(path, &mut out).await?;
+    files.get(Path::new(path), &mut out).await?;
     Ok(out)
 }
 
@@ -116,23 +116,24 @@ async fn directories_listing_rename_and_remove() {
     let server = server().await;
     let f = &*server.files;
     let deep = server.path("x/y/z");
-    f.mkdir(&deep, true).await.unwrap();
-    f.mkdir(&deep, true).await.expect("an existing directory is fine with parents");
-    f.mkdir(&format!("{deep}/"), true).await.expect("a trailing slash too");
-    assert_eq!(f.mkdir(&deep, false).await.unwrap_err().kind(), ErrorKind::AlreadyExists);
-    assert_eq!(f.mkdir(&server.path("nope/x"), false).await.unwrap_err().kind(), ErrorKind::NotFound);
+    f.mkdir(Path::new(&deep), true).await.unwrap();
+    f.mkdir(Path::new(&deep), true).await.expect("an existing directory is fine with parents");
+    f.mkdir(Path::new(&format!("{deep}/")), true).await.expect("a trailing slash too");
+    assert_eq!(f.mkdir(Path::new(&deep), false).await.unwrap_err().kind(), ErrorKind::AlreadyExists);
+    assert_eq!(f.mkdir(Path::new(&server.path("nope/x")), false).await.unwrap_err().kind(), ErrorKind::NotFound);
     put_bytes(f, &server.path("x/file"), b"data", &PutOptions::default()).await.unwrap();
-    let err = f.mkdir(&server.path("x/file/sub"), true).await.unwrap_err();
+    let err = f.mkdir(Path::new(&server.path("x/file/sub")), true).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "a file in the way: {err}");
 
     std::os::unix::fs::symlink("file", server.dir.path().join("x/link")).unwrap();
-    let listing = f.list(&server.path("x")).await.unwrap();
-    let seen: Vec<(&str, FileKind)> = listing.iter().map(|e| (e.name.as_str(), e.metadata.kind)).collect();
+    let listing = f.list(Path::new(&server.path("x"))).await.unwrap();
+    let seen: Vec<(&str, FileKind)> = listing.iter().map(|e| (e.name.to_str().unwrap(), e.metadata.kind)).collect();
     assert_eq!(seen, [("file", FileKind::File), ("link", FileKind::Link), ("y", FileKind::Dir)]);
     assert_eq!(listing[0].metadata.size, 4);
-    let link = f.stat(&server.path("x/link"), StatOptions::default()).await.unwrap().unwrap();
+    let link = f.stat(Path::new(&server.path("x/link")), StatOptions::default()).await.unwrap().unwrap();
     assert_eq!(link.kind, FileKind::Link);
-    let target = f.stat(&server.path("x/link"), StatOptions { follow_links: true, sha512: false }).await.unwrap();
+    let target =
+        f.stat(Path::new(&server.path("x/link")), StatOptions { follow_links: true, sha512: false }).await.unwrap();
     assert_eq!(target.map(|m| (m.kind, m.size)), Some((FileKind::File, 4)));
 
     // Rename over an existing file replaces it.
@@ -140,21 +141,21 @@ async fn directories_listing_rename_and_remove() {
     let new = random_bytes(200_000, 2);
     put_bytes(f, &server.path("x/old"), &old, &PutOptions::default()).await.unwrap();
     put_bytes(f, &server.path("x/new"), &new, &PutOptions::default()).await.unwrap();
-    f.rename(&server.path("x/new"), &server.path("x/old")).await.unwrap();
+    f.rename(server.path("x/new").as_ref(), server.path("x/old").as_ref()).await.unwrap();
     assert_eq!(sha256_hex(&get_bytes(f, &server.path("x/old")).await.unwrap()), sha256_hex(&new));
-    assert!(f.stat(&server.path("x/new"), StatOptions::default()).await.unwrap().is_none());
-    let err = f.rename(&server.path("x/absent"), &server.path("x/old")).await.unwrap_err();
+    assert!(f.stat(Path::new(&server.path("x/new")), StatOptions::default()).await.unwrap().is_none());
+    let err = f.rename(server.path("x/absent").as_ref(), server.path("x/old").as_ref()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 
     // Remove takes a file, a link (not its target) and an empty directory.
-    f.remove(&server.path("x/link")).await.unwrap();
+    f.remove(Path::new(&server.path("x/link"))).await.unwrap();
     assert!(server.dir.path().join("x/file").exists());
-    f.remove(&server.path("x/file")).await.unwrap();
-    f.remove(&deep).await.unwrap();
-    assert_ne!(f.remove(&server.path("x")).await.unwrap_err().kind(), ErrorKind::NotFound, "not empty");
-    f.remove(&server.path("x/y")).await.unwrap();
-    f.remove(&server.path("x/old")).await.unwrap();
-    assert!(f.list(&server.path("x")).await.unwrap().is_empty());
+    f.remove(Path::new(&server.path("x/file"))).await.unwrap();
+    f.remove(Path::new(&deep)).await.unwrap();
+    assert_ne!(f.remove(Path::new(&server.path("x"))).await.unwrap_err().kind(), ErrorKind::NotFound, "not empty");
+    f.remove(Path::new(&server.path("x/y"))).await.unwrap();
+    f.remove(Path::new(&server.path("x/old"))).await.unwrap();
+    assert!(f.list(Path::new(&server.path("x"))).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,10 +163,10 @@ async fn bad_paths_are_not_found() {
     let server = server().await;
     let f = &*server.files;
     let missing = server.path("missing/file");
-    assert_eq!(f.stat(&missing, StatOptions { follow_links: true, sha512: true }).await.unwrap(), None);
+    assert_eq!(f.stat(Path::new(&missing), StatOptions { follow_links: true, sha512: true }).await.unwrap(), None);
     assert_eq!(get_bytes(f, &missing).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(f.list(&missing).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(f.remove(&missing).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(f.list(Path::new(&missing)).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(f.remove(Path::new(&missing)).await.unwrap_err().kind(), ErrorKind::NotFound);
     let err = put_bytes(f, &missing, b"x", &PutOptions::default()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains("missing/file"), "the error names the path: {err}");
@@ -187,7 +188,7 @@ async fn owner_and_group_by_id_and_name() {
         return;
     }
     result.unwrap();
-    let meta = f.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+    let meta = f.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
     assert_eq!((meta.uid, meta.gid, meta.mode), (Some(1), Some(2), 0o644));
     // As root, a replacement keeps the replaced file's owner, as cp does.
     put_bytes(f, &path, b"again", &PutOptions::default()).await.unwrap();
@@ -217,7 +218,7 @@ async fn mtime_and_mode_kept() {
     let mtime = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
     let options = PutOptions { mtime: Some(mtime), mode: Some(0o600), ..Default::default() };
     put_bytes(f, &path, b"dated", &options).await.unwrap();
-    let meta = f.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+    let meta = f.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
     assert_eq!((meta.mtime, meta.mode), (Some(mtime), 0o600));
 
     // put_file's `preserve` carries the local file's mode and time.
@@ -229,8 +230,8 @@ async fn mtime_and_mode_kept() {
     let when = UNIX_EPOCH + Duration::from_secs(1_234_567_890);
     std::fs::File::options().write(true).open(&source).unwrap().set_modified(when).unwrap();
     let copy = server.path("preserved");
-    put_file(f, &source, &copy, &PutOptions::default(), true, None).await.unwrap();
-    let meta = f.stat(&copy, StatOptions { follow_links: false, sha512: true }).await.unwrap().unwrap();
+    put_file(f, &source, Path::new(&copy), &PutOptions::default(), true, None).await.unwrap();
+    let meta = f.stat(Path::new(&copy), StatOptions { follow_links: false, sha512: true }).await.unwrap().unwrap();
     assert_eq!((meta.mtime, meta.mode, meta.size), (Some(when), 0o751, 1 << 20));
     let local_digest = {
         use sha2::Digest;
@@ -279,7 +280,7 @@ async fn server_killed_mid_put() {
     let target = path.clone();
     let put = tokio::spawn(async move {
         let mut source = Endless { sent: Arc::default(), after: 8 << 20, reached: Some(reached) };
-        files.put(&mut source, &target, &PutOptions::default()).await
+        files.put(&mut source, Path::new(&target), &PutOptions::default()).await
     });
     killed.await.expect("the put got going");
     server.sshd.kill().unwrap();
@@ -294,7 +295,7 @@ async fn server_killed_mid_put() {
         assert!(name == "precious" || (name.starts_with(".precious.tether-") && name.ends_with(".tmp")), "{name}");
     }
     // Later requests fail at once too.
-    let err = server.files.stat(&path, StatOptions::default()).await.unwrap_err();
+    let err = server.files.stat(Path::new(&path), StatOptions::default()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionLost, "{err:?}");
 }
 
@@ -325,9 +326,10 @@ async fn server_killed_mid_get() {
             std::thread::sleep(Duration::from_millis(2));
         }
     };
-    let result = tokio::time::timeout(FAILS_WITHIN, get_file(&*files, &remote, &destination, Some(&progress)))
-        .await
-        .expect("the get fails promptly");
+    let result =
+        tokio::time::timeout(FAILS_WITHIN, get_file(&*files, Path::new(&remote), &destination, Some(&progress)))
+            .await
+            .expect("the get fails promptly");
     let err = result.unwrap_err();
     eprintln!("get: {err}");
     assert!(matches!(err.kind(), ErrorKind::ConnectionLost | ErrorKind::Io), "{err:?}");
@@ -343,7 +345,7 @@ async fn cancelled_put_leaves_nothing() {
     let (reached, going) = tokio::sync::oneshot::channel();
     let mut source = Endless { sent: Arc::default(), after: 4 << 20, reached: Some(reached) };
     let options = PutOptions::default();
-    let put = server.files.put(&mut source, &path, &options);
+    let put = server.files.put(&mut source, Path::new(&path), &options);
     tokio::select! {
         result = put => panic!("an endless put ended: {result:?}"),
         _ = going => {}
@@ -450,7 +452,7 @@ async fn many_transfers_at_once_share_the_session() {
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
     }
-    assert_eq!(server.files.list(&server.base()).await.unwrap().len(), 200);
+    assert_eq!(server.files.list(Path::new(&server.base())).await.unwrap().len(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -463,12 +465,14 @@ async fn put_file_and_get_file_100_mib() {
     let remote = server.path("big");
     let sent = AtomicU64::new(0);
     let progress = |n: u64| sent.store(n, Ordering::SeqCst);
-    put_file(&*server.files, &source, &remote, &PutOptions::default(), false, Some(&progress)).await.unwrap();
+    put_file(&*server.files, &source, Path::new(&remote), &PutOptions::default(), false, Some(&progress))
+        .await
+        .unwrap();
     assert_eq!(sent.load(Ordering::SeqCst), 100 << 20);
     let back = local.path().join("back");
     let got = AtomicU64::new(0);
     let progress = |n: u64| got.store(n, Ordering::SeqCst);
-    assert_eq!(get_file(&*server.files, &remote, &back, Some(&progress)).await.unwrap(), 100 << 20);
+    assert_eq!(get_file(&*server.files, Path::new(&remote), &back, Some(&progress)).await.unwrap(), 100 << 20);
     assert_eq!(got.load(Ordering::SeqCst), 100 << 20);
     assert_eq!(sha256_hex(&std::fs::read(&back).unwrap()), sha256_hex(&data));
     assert_eq!(names(local.path()), ["back", "source"], "no temporary file left");

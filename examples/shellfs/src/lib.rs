@@ -50,7 +50,7 @@ pub const PLUGIN: Plugin = Plugin::new("shellfs", connect::connect)
     .with_description(
         "files moved with shell commands (cat, stat, mv) over the host's command transport (example plugin)",
     )
-    .with_capabilities(Capabilities::NONE.with_exec().with_files())
+    .with_capabilities(Capabilities::NONE.with_exec().with_files().with_byte_names())
     .with_options(OptionsSpec::of::<ShellFsOptions>(OPTIONS_TABLE));
 
 tether_core::inventory::submit!(PLUGIN);

@@ -2,6 +2,7 @@
 //! registry, it borrows the host's `local` connection, and the core
 //! conformance suite judges the result.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -43,12 +44,12 @@ tether_core::conformance!(subject);
 
 async fn put(files: &dyn FileTransfer, path: &str, data: &[u8], options: &PutOptions) -> tether_core::Result<u64> {
     let mut reader = data;
-    files.put(&mut reader, path, options).await
+    files.put(&mut reader, Path::new(path), options).await
 }
 
 async fn get(files: &dyn FileTransfer, path: &str) -> tether_core::Result<Vec<u8>> {
     let mut out = Vec::new();
-    files.get(path, &mut out).await?;
+    files.get(Path::new(path), &mut out).await?;
     Ok(out)
 }
 
@@ -59,7 +60,7 @@ fn registry_lists_shellfs_and_local() {
     assert!(schemes.contains(&"shellfs") && schemes.contains(&"local"), "{schemes:?}");
     let plugin = registry.get("shellfs").unwrap();
     assert_eq!(plugin.connection_key, "shellfs");
-    assert_eq!(plugin.capabilities.to_string(), "exec,files");
+    assert_eq!(plugin.capabilities.to_string(), "exec,files,byte-names");
     assert_eq!(plugin.options.map(|o| o.table), Some("shellfs_options"));
 }
 
@@ -152,12 +153,13 @@ async fn odd_names_survive() {
         put(&*files, &path, name.as_bytes(), &PutOptions::default()).await.unwrap();
         assert_eq!(get(&*files, &path).await.unwrap(), name.as_bytes(), "{name:?}");
     }
-    let listed: Vec<String> = files.list(base).await.unwrap().into_iter().map(|e| e.name).collect();
+    let listed: Vec<String> =
+        files.list(Path::new(base)).await.unwrap().into_iter().map(|e| e.name.into_string().unwrap()).collect();
     let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     expected.sort();
     assert_eq!(listed, expected);
     // A relative path starting with `-` is a file name, never an option.
-    assert_eq!(files.stat("-rf", StatOptions::default()).await.unwrap(), None);
+    assert_eq!(files.stat(Path::new("-rf"), StatOptions::default()).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,22 +171,25 @@ async fn put_sets_mtime_and_links_are_described() {
     let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_234_567_890);
     let options = PutOptions { mode: Some(0o4750), mtime: Some(mtime), ..Default::default() };
     put(&*files, &path, b"abc", &options).await.unwrap();
-    let meta = files.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+    let meta = files.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
     assert_eq!((meta.mode, meta.mtime), (0o4750, Some(mtime)));
 
     std::os::unix::fs::symlink("dated", dir.path().join("link")).unwrap();
     let link = format!("{base}/link");
-    let meta = files.stat(&link, StatOptions { follow_links: false, sha512: true }).await.unwrap().unwrap();
+    let meta = files.stat(Path::new(&link), StatOptions { follow_links: false, sha512: true }).await.unwrap().unwrap();
     assert_eq!((meta.kind, meta.sha512), (FileKind::Link, None));
-    let meta = files.stat(&link, StatOptions { follow_links: true, sha512: true }).await.unwrap().unwrap();
+    let meta = files.stat(Path::new(&link), StatOptions { follow_links: true, sha512: true }).await.unwrap().unwrap();
     assert_eq!((meta.kind, meta.size), (FileKind::File, 3));
     assert!(meta.sha512.is_some_and(|d| d.starts_with("ddaf35a1")));
 
     std::os::unix::fs::symlink("nowhere", dir.path().join("dangling")).unwrap();
     let dangling = format!("{base}/dangling");
-    assert_eq!(files.stat(&dangling, StatOptions::default()).await.unwrap().map(|m| m.kind), Some(FileKind::Link));
+    assert_eq!(
+        files.stat(Path::new(&dangling), StatOptions::default()).await.unwrap().map(|m| m.kind),
+        Some(FileKind::Link)
+    );
     let followed = StatOptions { follow_links: true, sha512: false };
-    assert_eq!(files.stat(&dangling, followed).await.unwrap(), None);
+    assert_eq!(files.stat(Path::new(&dangling), followed).await.unwrap(), None);
     assert_eq!(get(&*files, &dangling).await.unwrap_err().kind(), ErrorKind::NotFound);
 }
 
@@ -199,17 +204,17 @@ async fn misuse_gets_typed_errors() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "get of a directory: {err}");
     let file = format!("{base}/file");
     put(&*files, &file, b"x", &PutOptions::default()).await.unwrap();
-    let err = files.list(&file).await.unwrap_err();
+    let err = files.list(Path::new(&file)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "list of a file: {err}");
-    let err = files.mkdir(&file, true).await.unwrap_err();
+    let err = files.mkdir(Path::new(&file), true).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "mkdir -p over a file: {err}");
-    let err = files.rename(&format!("{base}/absent"), &file).await.unwrap_err();
+    let err = files.rename(Path::new(&format!("{base}/absent")), Path::new(&file)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "rename of a missing path: {err}");
     let options = PutOptions { owner: Some("tether-no-such-user".into()), ..Default::default() };
     let err = put(&*files, &file, b"new", &options).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "unknown owner: {err}");
     assert_eq!(get(&*files, &file).await.unwrap(), b"x", "a failed put keeps the destination");
-    assert_eq!(files.list(base).await.unwrap().len(), 1, "no temporary file is left");
+    assert_eq!(files.list(Path::new(base)).await.unwrap().len(), 1, "no temporary file is left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,13 +225,13 @@ async fn abandoned_put_cleans_up() {
     let path = format!("{base}/never");
     let mut source = tether_core::conformance::StalledSource::default();
     let options = PutOptions::default();
-    let put = files.put(&mut source, &path, &options);
+    let put = files.put(&mut source, Path::new(&path), &options);
     assert!(tokio::time::timeout(Duration::from_millis(500), put).await.is_err(), "the put cannot finish");
     for _ in 0..100 {
-        if files.list(base).await.unwrap().is_empty() {
+        if files.list(Path::new(base)).await.unwrap().is_empty() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the temporary file of an abandoned put is still there: {:?}", files.list(base).await.unwrap());
+    panic!("the temporary file of an abandoned put is still there: {:?}", files.list(Path::new(base)).await.unwrap());
 }

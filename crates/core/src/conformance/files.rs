@@ -4,7 +4,10 @@
 //! file streamed with flat memory, and puts that fail or are abandoned
 //! leaving the destination as it was and no temporary file behind.
 
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,18 +18,24 @@ use super::{HEAVY, StalledSource, Subject, random_bytes, sha256_hex, within};
 use crate::error::ErrorKind;
 use crate::files::{FileKind, FileTransfer, PutOptions, StatOptions};
 
-async fn put_bytes(f: &dyn FileTransfer, path: &str, data: &[u8], options: &PutOptions) -> crate::Result<u64> {
-    let mut reader = data;
+async fn put_bytes(
+    f: &dyn FileTransfer,
+    path: impl AsRef<Path>,
+    data: &[u8],
+    options: &PutOptions,
+) -> crate::Result<u64> {
+    let (path, mut reader) = (path.as_ref(), data);
     within(&format!("put {path:?}"), f.put(&mut reader, path, options)).await
 }
 
-async fn get_bytes(f: &dyn FileTransfer, path: &str) -> crate::Result<Vec<u8>> {
-    let mut out = Vec::new();
+async fn get_bytes(f: &dyn FileTransfer, path: impl AsRef<Path>) -> crate::Result<Vec<u8>> {
+    let (path, mut out) = (path.as_ref(), Vec::new());
     within(&format!("get {path:?}"), f.get(path, &mut out)).await?;
     Ok(out)
 }
 
-async fn names(f: &dyn FileTransfer, dir: &str) -> Vec<String> {
+async fn names(f: &dyn FileTransfer, dir: impl AsRef<Path>) -> Vec<OsString> {
+    let dir = dir.as_ref();
     let listing = within(&format!("list {dir:?}"), f.list(dir)).await;
     listing.unwrap_or_else(|e| panic!("list {dir:?}: {e}")).into_iter().map(|e| e.name).collect()
 }
@@ -37,7 +46,7 @@ async fn round_trip(s: &Subject, size: usize) {
     let data = random_bytes(size, size as u64);
     let written = put_bytes(&*f, &path, &data, &PutOptions::default()).await.unwrap();
     assert_eq!(written, size as u64);
-    let meta = f.stat(&path, StatOptions::default()).await.unwrap().expect("put file exists");
+    let meta = f.stat(Path::new(&path), StatOptions::default()).await.unwrap().expect("put file exists");
     assert_eq!((meta.kind, meta.size), (FileKind::File, size as u64));
     let back = get_bytes(&*f, &path).await.unwrap();
     assert_eq!(back.len(), size);
@@ -66,7 +75,7 @@ pub async fn mode_kept(s: &Subject) {
     for mode in [0o600, 0o640, 0o755, 0o4750] {
         let path = format!("{}/mode-{mode:o}", s.scratch);
         put_bytes(&*f, &path, b"x", &PutOptions { mode: Some(mode), ..Default::default() }).await.unwrap();
-        let meta = f.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+        let meta = f.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
         assert_eq!(meta.mode & 0o7777, mode, "mode of {path}");
     }
 }
@@ -77,7 +86,7 @@ pub async fn overwrite_keeps_mode(s: &Subject) {
     let path = format!("{}/keeps-mode", s.scratch);
     put_bytes(&*f, &path, b"old", &PutOptions { mode: Some(0o750), ..Default::default() }).await.unwrap();
     put_bytes(&*f, &path, b"new!", &PutOptions::default()).await.unwrap();
-    let meta = f.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+    let meta = f.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
     assert_eq!((meta.mode & 0o7777, meta.size), (0o750, 4));
 }
 
@@ -87,7 +96,7 @@ pub async fn mtime_kept(s: &Subject) {
     let path = format!("{}/dated", s.scratch);
     let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_234_567_890);
     put_bytes(&*f, &path, b"abc", &PutOptions { mtime: Some(mtime), ..Default::default() }).await.unwrap();
-    let meta = f.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+    let meta = f.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
     assert_eq!(meta.mtime, Some(mtime), "mtime of {path}");
 }
 
@@ -95,7 +104,8 @@ pub async fn mtime_kept(s: &Subject) {
 /// directory's own, and as root another user's (65534, `nobody`).
 pub async fn owner_kept(s: &Subject) {
     let Some(f) = s.files().await else { return };
-    let dir = f.stat(&s.scratch, StatOptions::default()).await.unwrap().expect("the scratch directory exists");
+    let dir =
+        f.stat(Path::new(&s.scratch), StatOptions::default()).await.unwrap().expect("the scratch directory exists");
     let (Some(uid), Some(gid)) = (dir.uid, dir.gid) else {
         // A transport that cannot tell owners cannot be held to them.
         return;
@@ -108,7 +118,7 @@ pub async fn owner_kept(s: &Subject) {
         let path = format!("{}/owned-{uid}", s.scratch);
         let options = PutOptions { owner: Some(uid.to_string()), group: Some(gid.to_string()), ..Default::default() };
         put_bytes(&*f, &path, b"mine", &options).await.unwrap_or_else(|e| panic!("put owned by {uid}:{gid}: {e}"));
-        let meta = f.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+        let meta = f.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
         assert_eq!((meta.uid, meta.gid), (Some(uid), Some(gid)), "owner of {path}");
     }
 }
@@ -116,14 +126,14 @@ pub async fn owner_kept(s: &Subject) {
 /// `stat` tells files from directories, gives sizes, and `None` for a missing path.
 pub async fn stat_describes(s: &Subject) {
     let Some(f) = s.files().await else { return };
-    let dir = f.stat(&s.scratch, StatOptions::default()).await.unwrap().expect("base exists");
+    let dir = f.stat(Path::new(&s.scratch), StatOptions::default()).await.unwrap().expect("base exists");
     assert_eq!(dir.kind, FileKind::Dir);
     let path = format!("{}/stat-me", s.scratch);
     put_bytes(&*f, &path, b"12345", &PutOptions::default()).await.unwrap();
-    let file = f.stat(&path, StatOptions::default()).await.unwrap().unwrap();
+    let file = f.stat(Path::new(&path), StatOptions::default()).await.unwrap().unwrap();
     assert_eq!((file.kind, file.size, file.sha512.as_deref()), (FileKind::File, 5, None));
     assert!(file.mtime.is_some(), "mtime is reported");
-    assert_eq!(f.stat(&format!("{}/absent", s.scratch), StatOptions::default()).await.unwrap(), None);
+    assert_eq!(f.stat(Path::new(&format!("{}/absent", s.scratch)), StatOptions::default()).await.unwrap(), None);
 }
 
 /// SHA-512("abc"), FIPS 180-2 appendix C.1.
@@ -135,7 +145,7 @@ pub async fn stat_sha512(s: &Subject) {
     let Some(f) = s.files().await else { return };
     let path = format!("{}/digest-me", s.scratch);
     put_bytes(&*f, &path, b"abc", &PutOptions::default()).await.unwrap();
-    let meta = f.stat(&path, StatOptions { sha512: true, follow_links: true }).await.unwrap().unwrap();
+    let meta = f.stat(Path::new(&path), StatOptions { sha512: true, follow_links: true }).await.unwrap().unwrap();
     assert_eq!(meta.sha512.as_deref(), Some(ABC_SHA512));
 }
 
@@ -148,16 +158,18 @@ pub async fn stat_links(s: &Subject) {
     put_bytes(&*f, &target, b"abc", &PutOptions::default()).await.unwrap();
     let link = format!("{}/link", s.scratch);
     symlink("link-target", &link);
-    let own = f.stat(&link, StatOptions { follow_links: false, sha512: true }).await.unwrap().expect("the link");
+    let own =
+        f.stat(Path::new(&link), StatOptions { follow_links: false, sha512: true }).await.unwrap().expect("the link");
     assert_eq!((own.kind, own.sha512), (FileKind::Link, None));
-    let followed = f.stat(&link, StatOptions { follow_links: true, sha512: true }).await.unwrap().expect("its target");
+    let followed =
+        f.stat(Path::new(&link), StatOptions { follow_links: true, sha512: true }).await.unwrap().expect("its target");
     assert_eq!((followed.kind, followed.size, followed.sha512.as_deref()), (FileKind::File, 3, Some(ABC_SHA512)));
 
     let dangling = format!("{}/dangling", s.scratch);
     symlink("nowhere", &dangling);
-    let own = f.stat(&dangling, StatOptions::default()).await.unwrap();
+    let own = f.stat(Path::new(&dangling), StatOptions::default()).await.unwrap();
     assert_eq!(own.map(|m| m.kind), Some(FileKind::Link));
-    assert_eq!(f.stat(&dangling, StatOptions { follow_links: true, sha512: false }).await.unwrap(), None);
+    assert_eq!(f.stat(Path::new(&dangling), StatOptions { follow_links: true, sha512: false }).await.unwrap(), None);
     assert_eq!(get_bytes(&*f, &dangling).await.unwrap_err().kind(), ErrorKind::NotFound);
 }
 
@@ -167,11 +179,11 @@ pub async fn missing_path_not_found(s: &Subject) {
     let missing = format!("{}/no/such/file", s.scratch);
     let err = get_bytes(&*f, &missing).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "get: {err}");
-    let err = f.list(&missing).await.unwrap_err();
+    let err = f.list(Path::new(&missing)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "list: {err}");
-    let err = f.remove(&missing).await.unwrap_err();
+    let err = f.remove(Path::new(&missing)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "remove: {err}");
-    let err = f.rename(&missing, &format!("{}/elsewhere", s.scratch)).await.unwrap_err();
+    let err = f.rename(Path::new(&missing), Path::new(&format!("{}/elsewhere", s.scratch))).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "rename: {err}");
 }
 
@@ -202,14 +214,14 @@ impl AsyncRead for FailingReader {
 
 /// `dir` holds exactly `name`, with `content`.
 async fn assert_only_file(f: &dyn FileTransfer, dir: &str, name: &str, content: &[u8]) {
-    assert_eq!(names(f, dir).await, vec![name.to_string()], "a failed put left files behind");
+    assert_eq!(names(f, dir).await, [name], "a failed put left files behind");
     assert_eq!(get_bytes(f, &format!("{dir}/{name}")).await.unwrap(), content, "destination changed");
 }
 
 /// A directory with one file, `precious`, holding `old content`.
 async fn precious(f: &dyn FileTransfer, s: &Subject, dir: &str) -> (String, String) {
     let dir = format!("{}/{dir}", s.scratch);
-    f.mkdir(&dir, false).await.unwrap();
+    f.mkdir(Path::new(&dir), false).await.unwrap();
     let path = format!("{dir}/precious");
     put_bytes(f, &path, b"old content", &PutOptions::default()).await.unwrap();
     (dir, path)
@@ -221,7 +233,7 @@ pub async fn failed_put_keeps_destination(s: &Subject) {
     let Some(f) = s.files().await else { return };
     let (dir, path) = precious(&*f, s, "atomic").await;
     let mut failing = FailingReader { remaining: 3 << 20 };
-    let err = within("a failing put", f.put(&mut failing, &path, &PutOptions::default())).await.unwrap_err();
+    let err = within("a failing put", f.put(&mut failing, Path::new(&path), &PutOptions::default())).await.unwrap_err();
     assert!(err.to_string().contains("source failed on purpose"), "the cause is kept: {err}");
     assert_only_file(&*f, &dir, "precious", b"old content").await;
 }
@@ -244,7 +256,7 @@ pub async fn abandoned_put_leaves_nothing(s: &Subject) {
     let (dir, path) = precious(&*f, s, "abandoned").await;
     let mut source = StalledSource::default();
     let options = PutOptions::default();
-    let put = f.put(&mut source, &path, &options);
+    let put = f.put(&mut source, Path::new(&path), &options);
     assert!(tokio::time::timeout(Duration::from_millis(500), put).await.is_err(), "the put cannot finish");
     let deadline = Instant::now() + Duration::from_secs(10);
     while names(&*f, &dir).await != ["precious"] {
@@ -259,29 +271,29 @@ pub async fn directories(s: &Subject) {
     let Some(f) = s.files().await else { return };
     let base = &s.scratch;
     let deep = format!("{base}/a/b/c");
-    let err = f.mkdir(&deep, false).await.unwrap_err();
+    let err = f.mkdir(Path::new(&deep), false).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "mkdir without parents: {err}");
-    f.mkdir(&deep, true).await.unwrap();
-    f.mkdir(&deep, true).await.expect("mkdir -p of an existing directory is fine");
-    let err = f.mkdir(&deep, false).await.unwrap_err();
+    f.mkdir(Path::new(&deep), true).await.unwrap();
+    f.mkdir(Path::new(&deep), true).await.expect("mkdir -p of an existing directory is fine");
+    let err = f.mkdir(Path::new(&deep), false).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
 
     for name in ["zeta", "alpha", "mid"] {
         put_bytes(&*f, &format!("{base}/a/{name}"), name.as_bytes(), &PutOptions::default()).await.unwrap();
     }
-    let listing = f.list(&format!("{base}/a")).await.unwrap();
-    let listed: Vec<&str> = listing.iter().map(|e| e.name.as_str()).collect();
+    let listing = f.list(Path::new(&format!("{base}/a"))).await.unwrap();
+    let listed: Vec<&OsStr> = listing.iter().map(|e| e.name.as_os_str()).collect();
     assert_eq!(listed, ["alpha", "b", "mid", "zeta"]);
     assert_eq!(listing[1].metadata.kind, FileKind::Dir);
     assert_eq!((listing[0].metadata.kind, listing[0].metadata.size), (FileKind::File, 5));
 
-    f.rename(&format!("{base}/a/alpha"), &format!("{base}/a/omega")).await.unwrap();
+    f.rename(Path::new(&format!("{base}/a/alpha")), Path::new(&format!("{base}/a/omega"))).await.unwrap();
     assert_eq!(get_bytes(&*f, &format!("{base}/a/omega")).await.unwrap(), b"alpha");
-    assert!(f.stat(&format!("{base}/a/alpha"), StatOptions::default()).await.unwrap().is_none());
+    assert!(f.stat(Path::new(&format!("{base}/a/alpha")), StatOptions::default()).await.unwrap().is_none());
 
-    f.remove(&deep).await.unwrap();
-    f.remove(&format!("{base}/a/b")).await.unwrap();
-    f.remove(&format!("{base}/a/omega")).await.unwrap();
+    f.remove(Path::new(&deep)).await.unwrap();
+    f.remove(Path::new(&format!("{base}/a/b"))).await.unwrap();
+    f.remove(Path::new(&format!("{base}/a/omega"))).await.unwrap();
     assert_eq!(names(&*f, &format!("{base}/a")).await, ["mid", "zeta"]);
 }
 
@@ -290,11 +302,11 @@ pub async fn nested_mkdir(s: &Subject) {
     let Some(f) = s.files().await else { return };
     let levels = ["one", "two", "three", "four", "five"];
     let deep = format!("{}/{}", s.scratch, levels.join("/"));
-    f.mkdir(&deep, true).await.unwrap();
+    f.mkdir(Path::new(&deep), true).await.unwrap();
     let mut path = s.scratch.clone();
     for level in levels {
         path = format!("{path}/{level}");
-        let meta = f.stat(&path, StatOptions::default()).await.unwrap();
+        let meta = f.stat(Path::new(&path), StatOptions::default()).await.unwrap();
         assert_eq!(meta.map(|m| m.kind), Some(FileKind::Dir), "{path}");
     }
 }
@@ -305,9 +317,9 @@ pub async fn rename_replaces(s: &Subject) {
     let (from, to) = (format!("{}/from", s.scratch), format!("{}/to", s.scratch));
     put_bytes(&*f, &from, b"the new one", &PutOptions::default()).await.unwrap();
     put_bytes(&*f, &to, b"the old one", &PutOptions::default()).await.unwrap();
-    f.rename(&from, &to).await.unwrap_or_else(|e| panic!("rename over an existing file: {e}"));
+    f.rename(Path::new(&from), Path::new(&to)).await.unwrap_or_else(|e| panic!("rename over an existing file: {e}"));
     assert_eq!(get_bytes(&*f, &to).await.unwrap(), b"the new one");
-    assert_eq!(f.stat(&from, StatOptions::default()).await.unwrap(), None);
+    assert_eq!(f.stat(Path::new(&from), StatOptions::default()).await.unwrap(), None);
 }
 
 /// Removing a directory that still has entries fails with
@@ -315,9 +327,9 @@ pub async fn rename_replaces(s: &Subject) {
 pub async fn remove_non_empty_dir(s: &Subject) {
     let Some(f) = s.files().await else { return };
     let dir = format!("{}/full", s.scratch);
-    f.mkdir(&dir, false).await.unwrap();
+    f.mkdir(Path::new(&dir), false).await.unwrap();
     put_bytes(&*f, &format!("{dir}/inside"), b"x", &PutOptions::default()).await.unwrap();
-    let err = f.remove(&dir).await.unwrap_err();
+    let err = f.remove(Path::new(&dir)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DirectoryNotEmpty, "{err}");
     assert_eq!(names(&*f, &dir).await, ["inside"]);
 }
@@ -358,13 +370,18 @@ pub const HOSTILE_NAMES: &[&str] = &[
     "emoji-🙂",
 ];
 
+/// Names that are not UTF-8: a POSIX file name is any bytes but `/` and
+/// NUL. Latin-1 text, stray continuation bytes, and the worst a shell could
+/// meet: a leading dash and a trailing newline around such bytes.
+pub const BYTE_NAMES: &[&[u8]] = &[b"caf\xe9", b"\xff\xfe", b"-\x80 x\n", b"a\xc3"];
+
 /// Put, get, stat, list, rename and remove each hostile name in `names`.
-async fn exercise_names(f: &dyn FileTransfer, s: &Subject, dir: &str, names_to_try: &[String]) {
-    let dir = format!("{}/{dir}", s.scratch);
+async fn exercise_names(f: &dyn FileTransfer, s: &Subject, dir: &str, names_to_try: &[OsString]) {
+    let dir = Path::new(&s.scratch).join(dir);
     f.mkdir(&dir, false).await.unwrap();
     for name in names_to_try {
-        let path = format!("{dir}/{name}");
-        let content = format!("content of {name}");
+        let path = dir.join(name);
+        let content = format!("content of {}", name.to_string_lossy());
         put_bytes(f, &path, content.as_bytes(), &PutOptions::default())
             .await
             .unwrap_or_else(|e| panic!("put {name:?}: {e}"));
@@ -376,26 +393,55 @@ async fn exercise_names(f: &dyn FileTransfer, s: &Subject, dir: &str, names_to_t
     expected.sort();
     assert_eq!(names(f, &dir).await, expected, "list of the hostile names");
     for name in names_to_try {
-        let (path, moved) = (format!("{dir}/{name}"), format!("{dir}/{name}.moved"));
+        let path = dir.join(name);
+        let mut moved = name.clone();
+        moved.push(".moved");
+        let moved = dir.join(moved);
         f.rename(&path, &moved).await.unwrap_or_else(|e| panic!("rename {name:?}: {e}"));
         assert_eq!(f.stat(&path, StatOptions::default()).await.unwrap(), None, "{name:?} after its rename");
         f.remove(&moved).await.unwrap_or_else(|e| panic!("remove {name:?}.moved: {e}"));
     }
     assert!(names(f, &dir).await.is_empty(), "everything was removed");
     // A directory with such a name, too.
-    let sub = format!("{dir}/{}", names_to_try[0]);
+    let sub = dir.join(&names_to_try[0]);
     f.mkdir(&sub, false).await.unwrap_or_else(|e| panic!("mkdir {sub:?}: {e}"));
-    put_bytes(f, &format!("{sub}/{}", names_to_try[names_to_try.len() - 1]), b"deep", &PutOptions::default())
-        .await
-        .unwrap();
+    put_bytes(f, sub.join(&names_to_try[names_to_try.len() - 1]), b"deep", &PutOptions::default()).await.unwrap();
     assert_eq!(names(f, &sub).await.len(), 1);
 }
 
 /// Hostile names survive every file operation.
 pub async fn hostile_names(s: &Subject) {
     let Some(f) = s.files().await else { return };
-    let all: Vec<String> = HOSTILE_NAMES.iter().map(|n| n.to_string()).collect();
+    let all: Vec<OsString> = HOSTILE_NAMES.iter().map(OsString::from).collect();
     exercise_names(&*f, s, "hostile", &all).await;
+}
+
+/// Names that are not UTF-8 survive every file operation, where the scheme
+/// declares [`crate::Capabilities::byte_names`]; elsewhere each operation
+/// refuses them with [`ErrorKind::Unsupported`] and nothing is created.
+pub async fn byte_names(s: &Subject) {
+    let Some(f) = s.files().await else { return };
+    let all: Vec<OsString> = BYTE_NAMES.iter().map(|b| OsString::from_vec(b.to_vec())).collect();
+    if s.capabilities.byte_names {
+        exercise_names(&*f, s, "bytes", &all).await;
+        return;
+    }
+    let dir = Path::new(&s.scratch).join("bytes");
+    f.mkdir(&dir, false).await.unwrap();
+    for name in &all {
+        let path = dir.join(name);
+        let unsupported = |what: &str, result: crate::Result<()>| match result {
+            Err(err) if err.kind() == ErrorKind::Unsupported => {}
+            other => panic!("{what} {name:?} without byte_names: {other:?}, expected Unsupported"),
+        };
+        unsupported("put", put_bytes(&*f, &path, b"x", &PutOptions::default()).await.map(drop));
+        unsupported("get", get_bytes(&*f, &path).await.map(drop));
+        unsupported("stat", f.stat(&path, StatOptions::default()).await.map(drop));
+        unsupported("mkdir", f.mkdir(&path, false).await);
+        unsupported("remove", f.remove(&path).await);
+        unsupported("rename", f.rename(&dir, &path).await);
+    }
+    assert!(names(&*f, &dir).await.is_empty(), "nothing was created");
 }
 
 /// 255-byte names, ASCII and multi-byte, survive every file operation.
@@ -405,7 +451,7 @@ pub async fn long_and_unicode_names(s: &Subject) {
     // bytes; the first one is tried at the limit on its own below.
     let long_ascii = "n".repeat(249);
     let long_multibyte = format!("{}x", "ü".repeat(124));
-    exercise_names(&*f, s, "long", &[long_ascii, long_multibyte]).await;
+    exercise_names(&*f, s, "long", &[long_ascii.into(), long_multibyte.into()]).await;
     let limit = format!("{}/{}", s.scratch, "m".repeat(255));
     put_bytes(&*f, &limit, b"255", &PutOptions::default()).await.unwrap_or_else(|e| panic!("a 255-byte name: {e}"));
     assert_eq!(get_bytes(&*f, &limit).await.unwrap(), b"255");
@@ -427,10 +473,10 @@ pub async fn large_file_streams(s: &Subject) {
     let path = format!("{}/streamed", s.scratch);
     let sampler = MemorySampler::start();
     let mut source = Pattern { left: STREAMED_FILE, offset: 0 };
-    let written = within("a 256 MiB put", f.put(&mut source, &path, &PutOptions::default())).await.unwrap();
+    let written = within("a 256 MiB put", f.put(&mut source, Path::new(&path), &PutOptions::default())).await.unwrap();
     assert_eq!(written, STREAMED_FILE);
     let mut sink = PatternCheck { offset: 0, mismatch: None };
-    within("a 256 MiB get", f.get(&path, &mut sink)).await.unwrap();
+    within("a 256 MiB get", f.get(Path::new(&path), &mut sink)).await.unwrap();
     assert_eq!((sink.offset, sink.mismatch), (STREAMED_FILE, None), "the bytes that came back");
     let grown = sampler.stop();
     if s.files_in_memory {

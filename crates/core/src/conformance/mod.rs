@@ -35,6 +35,7 @@ pub mod tunnel;
 
 use std::any::Any;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -329,7 +330,7 @@ pub async fn memory_subject(factory: Arc<dyn crate::ConnectionFactory>) -> Subje
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = format!("conformance-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     let memory = crate::memory::MemoryHost::named(&name);
-    FileTransfer::mkdir(&memory, "/scratch", false).await.expect("a scratch directory in memory");
+    FileTransfer::mkdir(&memory, Path::new("/scratch"), false).await.expect("a scratch directory in memory");
     let mut config = crate::HostConfig::new(name.clone(), "mem", "mem");
     config.address = Some(name);
     let host = Arc::new(Host::with_factory(config, factory));
@@ -439,7 +440,7 @@ macro_rules! __for_each_check {
                 mtime_kept, owner_kept, stat_describes, stat_sha512, stat_links, missing_path_not_found,
                 put_into_missing_dir_fails, failed_put_keeps_destination, short_put_keeps_destination,
                 abandoned_put_leaves_nothing, directories, nested_mkdir, rename_replaces, remove_non_empty_dir,
-                hostile_names, long_and_unicode_names, large_file_streams;
+                hostile_names, byte_names, long_and_unicode_names, large_file_streams;
             tunnel: echo_through_stream, echo_through_forwarded_port, client_half_close, server_half_close,
                 concurrent_streams, refused_port_is_an_error;
         }

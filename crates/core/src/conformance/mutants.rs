@@ -6,6 +6,7 @@
 //! Wrap any factory in a [`MutantFactory`] and build the [`Subject`](super::Subject)'s
 //! host with it.
 
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -201,7 +202,7 @@ impl FileTransfer for MutantFiles {
     async fn put(
         &self,
         source: &mut (dyn AsyncRead + Send + Unpin),
-        remote: &str,
+        remote: &Path,
         options: &PutOptions,
     ) -> Result<u64> {
         let mut options = options.clone();
@@ -219,34 +220,34 @@ impl FileTransfer for MutantFiles {
         }
     }
 
-    async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
+    async fn get(&self, remote: &Path, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
         self.inner.get(remote, sink).await
     }
 
-    async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>> {
+    async fn stat(&self, path: &Path, options: StatOptions) -> Result<Option<Metadata>> {
         self.inner.stat(path, options).await
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
+    async fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
         let mut entries = self.inner.list(path).await?;
         if self.mutant == Mutant::ListDropsSpacedNames {
-            entries.retain(|e| !e.name.contains(' '));
+            entries.retain(|e| !e.name.as_encoded_bytes().contains(&b' '));
         }
         Ok(entries)
     }
 
-    async fn mkdir(&self, path: &str, parents: bool) -> Result<()> {
+    async fn mkdir(&self, path: &Path, parents: bool) -> Result<()> {
         self.inner.mkdir(path, parents).await
     }
 
-    async fn remove(&self, path: &str) -> Result<()> {
+    async fn remove(&self, path: &Path) -> Result<()> {
         self.inner.remove(path).await
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+    async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         if self.mutant == Mutant::RenameWillNotOverwrite && self.inner.stat(to, StatOptions::default()).await?.is_some()
         {
-            return Err(Error::new(ErrorKind::AlreadyExists, "rename").with_context(to.to_string()));
+            return Err(Error::new(ErrorKind::AlreadyExists, "rename").with_context(to.display().to_string()));
         }
         self.inner.rename(from, to).await
     }

@@ -1,6 +1,7 @@
 //! The filesystem of a [`MemoryHost`].
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -10,7 +11,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{MemoryHost, lock};
 use crate::error::{Error, ErrorKind, Result};
-use crate::files::{DirEntry, FileKind, FileTransfer, Metadata, PutOptions, StatOptions, check_expected_size};
+use crate::files::{
+    DirEntry, FileKind, FileTransfer, Metadata, PutOptions, StatOptions, check_expected_size, utf8_path,
+};
 
 #[derive(Debug, Clone)]
 enum Node {
@@ -186,10 +189,11 @@ impl FileTransfer for MemoryHost {
     async fn put(
         &self,
         source: &mut (dyn AsyncRead + Send + Unpin),
-        remote: &str,
+        remote: &Path,
         options: &PutOptions,
     ) -> Result<u64> {
         self.ensure_alive("put")?;
+        let remote = utf8_path("put", remote)?;
         let uid = numeric_id("put", "user", &options.owner)?;
         let gid = numeric_id("put", "group", &options.group)?;
         let path = {
@@ -215,7 +219,7 @@ impl FileTransfer for MemoryHost {
             self.ensure_alive("put")?;
         }
         let size = data.len() as u64;
-        check_expected_size("put", remote, options.expected_size, size)?;
+        check_expected_size("put", Path::new(remote), options.expected_size, size)?;
         let mut tree = lock(&self.shared.fs);
         let (old_mode, old_uid, old_gid) = match tree.nodes.get(&path) {
             Some(Node::File { mode, uid, gid, .. }) => (Some(*mode), *uid, *gid),
@@ -232,8 +236,9 @@ impl FileTransfer for MemoryHost {
         Ok(size)
     }
 
-    async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
+    async fn get(&self, remote: &Path, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
         self.ensure_alive("get")?;
+        let remote = utf8_path("get", remote)?;
         let data = {
             let tree = lock(&self.shared.fs);
             let path = tree.resolve(remote, "get")?;
@@ -251,15 +256,17 @@ impl FileTransfer for MemoryHost {
         Ok(data.len() as u64)
     }
 
-    async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>> {
+    async fn stat(&self, path: &Path, options: StatOptions) -> Result<Option<Metadata>> {
         self.ensure_alive("stat")?;
+        let path = utf8_path("stat", path)?;
         let tree = lock(&self.shared.fs);
         let path = if options.follow_links { tree.resolve(path, "stat")? } else { normalize(path) };
         Ok(tree.metadata(&path, options.sha512))
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
+    async fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
         self.ensure_alive("list")?;
+        let path = utf8_path("list", path)?;
         let tree = lock(&self.shared.fs);
         let dir = tree.resolve(path, "list")?;
         tree.require_dir(&dir, "list")?;
@@ -268,13 +275,14 @@ impl FileTransfer for MemoryHost {
             .children(&dir)
             .filter_map(|child| {
                 let metadata = tree.metadata(child, false)?;
-                Some(DirEntry { name: child[prefix_len..].to_string(), metadata })
+                Some(DirEntry { name: child[prefix_len..].into(), metadata })
             })
             .collect())
     }
 
-    async fn mkdir(&self, path: &str, parents: bool) -> Result<()> {
+    async fn mkdir(&self, path: &Path, parents: bool) -> Result<()> {
         self.ensure_alive("mkdir")?;
+        let path = utf8_path("mkdir", path)?;
         let mut tree = lock(&self.shared.fs);
         let path = normalize(path);
         match tree.nodes.get(&path) {
@@ -301,8 +309,9 @@ impl FileTransfer for MemoryHost {
         Ok(())
     }
 
-    async fn remove(&self, path: &str) -> Result<()> {
+    async fn remove(&self, path: &Path) -> Result<()> {
         self.ensure_alive("remove")?;
+        let path = utf8_path("remove", path)?;
         let mut tree = lock(&self.shared.fs);
         let path = normalize(path);
         match tree.nodes.get(&path) {
@@ -319,8 +328,9 @@ impl FileTransfer for MemoryHost {
         Ok(())
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+    async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         self.ensure_alive("rename")?;
+        let (from, to) = (utf8_path("rename", from)?, utf8_path("rename", to)?);
         let mut tree = lock(&self.shared.fs);
         let (from, to) = (normalize(from), normalize(to));
         if !tree.nodes.contains_key(&from) {

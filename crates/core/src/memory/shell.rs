@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -251,7 +252,7 @@ impl Proc {
                 data = old;
             }
             let mut reader = data.as_slice();
-            if let Err(err) = self.host.put(&mut reader, &path, &PutOptions::default()).await {
+            if let Err(err) = self.host.put(&mut reader, Path::new(&path), &PutOptions::default()).await {
                 let _ = stdio.stderr.write(format!("mem: sh: {path}: {err}\n").as_bytes()).await;
                 return Ok(1);
             }
@@ -358,7 +359,7 @@ impl Proc {
 
     async fn change_dir(&mut self, dir: &str) -> std::result::Result<(), &'static str> {
         let path = self.absolute(dir);
-        match self.host.stat(&path, StatOptions { follow_links: true, sha512: false }).await {
+        match self.host.stat(Path::new(&path), StatOptions { follow_links: true, sha512: false }).await {
             Ok(Some(meta)) if meta.kind == FileKind::Dir => {
                 self.cwd = path;
                 Ok(())
@@ -373,7 +374,7 @@ impl Proc {
             return Ok(Vec::new());
         }
         let mut data = Vec::new();
-        self.host.get(path, &mut data).await.map_err(|e| e.kind().to_string())?;
+        self.host.get(Path::new(path), &mut data).await.map_err(|e| e.kind().to_string())?;
         Ok(data)
     }
 
@@ -445,7 +446,7 @@ impl Proc {
         let parents = args.iter().any(|a| a == "-p");
         let mut status = 0;
         for dir in args.iter().filter(|a| !a.starts_with('-')) {
-            if let Err(err) = self.host.mkdir(&self.absolute(dir), parents).await {
+            if let Err(err) = self.host.mkdir(Path::new(&self.absolute(dir)), parents).await {
                 status = complain(io, "mkdir", &format!("cannot create directory '{dir}': {}", err.kind()), 1).await?;
             }
         }
@@ -458,13 +459,17 @@ impl Proc {
         for path in args.iter().filter(|a| !a.starts_with('-')) {
             let absolute = self.absolute(path);
             let is_dir = matches!(
-                self.host.stat(&absolute, StatOptions::default()).await,
+                self.host.stat(Path::new(&absolute), StatOptions::default()).await,
                 Ok(Some(meta)) if meta.kind == FileKind::Dir
             );
             let result = match (name, is_dir) {
                 ("rm", true) => Err(format!("cannot remove '{path}': Is a directory")),
                 ("rmdir", false) => Err(format!("failed to remove '{path}': Not a directory")),
-                _ => self.host.remove(&absolute).await.map_err(|e| format!("cannot remove '{path}': {}", e.kind())),
+                _ => self
+                    .host
+                    .remove(Path::new(&absolute))
+                    .await
+                    .map_err(|e| format!("cannot remove '{path}': {}", e.kind())),
             };
             if let Err(why) = result
                 && !(force && why.ends_with("not found"))

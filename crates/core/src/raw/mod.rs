@@ -11,7 +11,7 @@ pub mod shell_files;
 
 pub use crate::config::{did_you_mean, invalid_option, is_secret_key};
 pub use crate::error::kind_of_io;
-pub use crate::files::{check_expected_size, read_full, temporary_sibling};
+pub use crate::files::{check_expected_size, read_full, temporary_sibling, utf8_path};
 pub use crate::process::exec_with_process;
 pub use crate::registry::{optional_seconds, positive_seconds};
 pub use crate::tunnel::{accept, relay};

@@ -21,6 +21,9 @@
 mod diagnose;
 mod parse;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -59,7 +62,7 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// use tether_core::{FileTransfer, PutOptions};
 /// use tether_core::raw::shell_files::ShellFiles;
 /// let files = ShellFiles::new(transport);
-/// files.put(&mut &b"hello\n"[..], "/tmp/greeting", &PutOptions::default()).await?;
+/// files.put(&mut &b"hello\n"[..], "/tmp/greeting".as_ref(), &PutOptions::default()).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -79,7 +82,7 @@ impl ShellFiles {
     }
 
     /// Runs `script` with `check`, turning a failure into the kind it stands for.
-    async fn run(&self, operation: &str, subject: &str, script: &str) -> Result<Output> {
+    async fn run(&self, operation: &str, subject: &Path, script: &str) -> Result<Output> {
         run(&self.inner, operation, subject, script).await
     }
 
@@ -93,10 +96,12 @@ impl ShellFiles {
     /// private mode), then calls [`StagedPut::commit`] with the byte count,
     /// or [`StagedPut::abort`]. A `StagedPut` dropped without either removes
     /// the temporary file in the background.
-    pub async fn stage_put(&self, remote: &str, options: &PutOptions) -> Result<StagedPut> {
+    pub async fn stage_put(&self, remote: &Path, options: &PutOptions) -> Result<StagedPut> {
         let path = checked("put", remote)?;
-        if path.ends_with('/') {
-            return Err(Error::new(ErrorKind::InvalidInput, "put").with_context(format!("{path}: not a file name")));
+        if path.as_os_str().as_bytes().ends_with(b"/") {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "put").with_context(format!("{}: not a file name", path.display()))
+            );
         }
         let owner = options.owner.as_deref().map(|o| account("owner", o)).transpose()?;
         let group = options.group.as_deref().map(|g| account("group", g)).transpose()?;
@@ -114,7 +119,7 @@ impl ShellFiles {
             Err(_) => return Err(protocol("put", &prepare, "the reply is not UTF-8")),
         };
         Ok(StagedPut {
-            path: path.to_string(),
+            path: path.to_path_buf(),
             mode: options.mode.map(|m| m & 0o7777).or(existing).unwrap_or(0o644),
             owner: owner.map(str::to_string),
             group: group.map(str::to_string),
@@ -126,11 +131,12 @@ impl ShellFiles {
 
     /// Creates the temporary file and streams `source` into it; returns the
     /// bytes sent.
-    async fn upload(&self, source: &mut (dyn AsyncRead + Send + Unpin), temp: &str, remote: &str) -> Result<u64> {
+    async fn upload(&self, source: &mut (dyn AsyncRead + Send + Unpin), temp: &Path, remote: &Path) -> Result<u64> {
+        let shown = remote.display();
         // A fresh, private file: `set -C` refuses to reuse an existing name,
         // and nobody else can read the data before its final mode is set.
         let script = format!("umask 077; set -C; exec cat > {}", word(temp));
-        let mut process = self.inner.spawn(&command(&script)).await.map_err(|e| from_script("put", remote, e))?;
+        let mut process = self.inner.spawn(&command(&script)).await.map_err(|e| from_script("put", &shown, e))?;
         let Some(mut stdin) = process.stdin.take() else {
             stop(&mut process).await;
             return Err(protocol("put", &script, "the process has no stdin"));
@@ -146,7 +152,7 @@ impl ShellFiles {
                 Err(e) => {
                     // The data is incomplete: `cat` must not see a clean end of input.
                     stop(&mut process).await;
-                    return Err(Error::io("put", e).with_context(format!("{remote}: reading the source")));
+                    return Err(Error::io("put", e).with_context(format!("{shown}: reading the source")));
                 }
             };
             if n == 0 {
@@ -158,14 +164,14 @@ impl ShellFiles {
             sent += n as u64;
         };
         drop(stdin);
-        let status = process.wait().await.map_err(|e| from_script("put", remote, e))?;
+        let status = process.wait().await.map_err(|e| from_script("put", &shown, e))?;
         let stderr = stderr.finish().await;
         if !status.success() {
             // A broken pipe only says that `cat` died; its stderr says why.
-            return Err(failed("put", remote, output_of(status, stderr)));
+            return Err(failed("put", &shown, output_of(status, stderr)));
         }
         match pipe_error {
-            Some(e) => Err(Error::io("put", e).with_context(format!("{remote}: writing to `cat`"))),
+            Some(e) => Err(Error::io("put", e).with_context(format!("{shown}: writing to `cat`"))),
             None => Ok(sent),
         }
     }
@@ -173,8 +179,8 @@ impl ShellFiles {
 
 /// Runs `script` through `inner` with `check`, turning a failure into the
 /// kind it stands for.
-async fn run(inner: &Arc<dyn Transport>, operation: &str, subject: &str, script: &str) -> Result<Output> {
-    inner.exec(&command(script)).await.map_err(|e| from_script(operation, subject, e))
+async fn run(inner: &Arc<dyn Transport>, operation: &str, subject: &Path, script: &str) -> Result<Output> {
+    inner.exec(&command(script)).await.map_err(|e| from_script(operation, subject.display(), e))
 }
 
 /// A checked command in the C locale, so messages match [`diagnose`]'s table.
@@ -184,35 +190,68 @@ fn command(script: &str) -> Command {
 
 /// `path` as one `sh` word that no command can mistake for an option: quoted
 /// where needed, and a relative path starting with `-` gets a `./` prefix.
-pub fn word(path: &str) -> String {
-    if path.starts_with('-') { quote(&format!("./{path}")).into_owned() } else { quote(path).into_owned() }
+///
+/// The word is ASCII whatever the name: the bytes of a name that is not
+/// UTF-8 are spelled as `printf` octal escapes inside `"$(…)"`, so a script
+/// stays text for the transports that take a line of text. (Command
+/// substitution drops trailing newlines, so those are quoted apart.)
+pub fn word(path: &Path) -> String {
+    let bytes = path.as_os_str().as_bytes();
+    let prefixed;
+    let bytes = if bytes.starts_with(b"-") {
+        prefixed = [&b"./"[..], bytes].concat();
+        &prefixed[..]
+    } else {
+        bytes
+    };
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return quote(text).into_owned();
+    }
+    let body = &bytes[..bytes.iter().rposition(|&b| b != b'\n').map_or(0, |i| i + 1)];
+    let newlines = &bytes[body.len()..];
+    let mut out = String::from("\"$(printf '");
+    for byte in body {
+        out.push_str(&format!("\\{byte:03o}"));
+    }
+    out.push_str("')\"");
+    if !newlines.is_empty() {
+        out.push('\'');
+        out.extend(newlines.iter().map(|_| '\n'));
+        out.push('\'');
+    }
+    out
 }
 
 /// `path` as a starting point of `find`, which takes words beginning with
 /// `-`, `(` or `!` for its expression.
-fn find_start(path: &str) -> String {
-    if path.starts_with('/') || path.starts_with("./") { path.to_string() } else { format!("./{path}") }
+fn find_start(path: &Path) -> PathBuf {
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.starts_with(b"/") || bytes.starts_with(b"./") { path.to_path_buf() } else { Path::new(".").join(path) }
 }
 
 /// Rejects paths no command line can carry (empty, or holding NUL).
-pub fn checked<'a>(operation: &str, path: &'a str) -> Result<&'a str> {
-    if path.is_empty() || path.contains('\0') {
+pub fn checked<'a>(operation: &str, path: &'a Path) -> Result<&'a Path> {
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() || bytes.contains(&0) {
         return Err(Error::new(ErrorKind::InvalidInput, operation).with_context(format!("invalid path {path:?}")));
     }
     Ok(path)
 }
 
 /// The directory holding `path`, as the shell sees it.
-fn parent_of(path: &str) -> &str {
-    let trimmed = path.trim_end_matches('/');
-    match trimmed.rfind('/') {
-        None if trimmed.is_empty() => "/",
-        None => ".",
-        Some(i) => match trimmed[..i].trim_end_matches('/') {
-            "" => "/",
+fn parent_of(path: &Path) -> &Path {
+    let bytes = path.as_os_str().as_bytes();
+    let trim = |b: &[u8]| b.iter().rposition(|&c| c != b'/').map_or(0, |i| i + 1);
+    let trimmed = &bytes[..trim(bytes)];
+    let parent: &[u8] = match trimmed.iter().rposition(|&b| b == b'/') {
+        None if trimmed.is_empty() => b"/",
+        None => b".",
+        Some(i) => match &trimmed[..trim(&trimmed[..i])] {
+            b"" => b"/",
             parent => parent,
         },
-    }
+    };
+    Path::new(OsStr::from_bytes(parent))
 }
 
 /// `touch -d` spelling of a time, to the nanosecond.
@@ -282,16 +321,16 @@ impl Drop for Drain {
 /// The temporary sibling of a put, removed unless the put succeeded.
 struct Temporary {
     inner: Arc<dyn Transport>,
-    path: Option<String>,
+    path: Option<PathBuf>,
 }
 
 impl Temporary {
-    fn new(inner: Arc<dyn Transport>, path: String) -> Self {
+    fn new(inner: Arc<dyn Transport>, path: PathBuf) -> Self {
         Temporary { inner, path: Some(path) }
     }
 
-    fn path(&self) -> &str {
-        self.path.as_deref().unwrap_or_default()
+    fn path(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(""))
     }
 
     /// The rename happened: there is nothing left to remove.
@@ -321,10 +360,10 @@ impl Drop for Temporary {
     }
 }
 
-async fn remove_quietly(inner: &Arc<dyn Transport>, path: &str) {
+async fn remove_quietly(inner: &Arc<dyn Transport>, path: &Path) {
     // The put's own error is the one to report; a failed clean-up is logged.
     if let Err(err) = inner.exec(&command(&format!("rm -f {}", word(path)))).await {
-        tracing::warn!(path, %err, "could not remove the temporary file of a put");
+        tracing::warn!(path = %path.display(), %err, "could not remove the temporary file of a put");
     }
 }
 
@@ -332,7 +371,7 @@ async fn remove_quietly(inner: &Arc<dyn Transport>, path: &str) {
 /// destination is known to be writable and a temporary sibling is reserved
 /// for the data.
 pub struct StagedPut {
-    path: String,
+    path: PathBuf,
     mode: u32,
     owner: Option<String>,
     group: Option<String>,
@@ -353,13 +392,13 @@ impl std::fmt::Debug for StagedPut {
 
 impl StagedPut {
     /// The destination.
-    pub fn path(&self) -> &str {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Where the data goes first: a hidden, unique sibling of the
     /// destination, which does not exist yet.
-    pub fn temporary(&self) -> &str {
+    pub fn temporary(&self) -> &Path {
         self.temp.path()
     }
 
@@ -437,12 +476,15 @@ impl ShellFiles {
     /// The size of `path` (links followed), which must be a regular file: a
     /// device or a pipe could stream forever, and a directory has no bytes.
     /// What a download checks before it starts, so it knows what to expect.
-    pub async fn regular_file_size(&self, operation: &str, path: &str) -> Result<u64> {
+    pub async fn regular_file_size(&self, operation: &str, path: &Path) -> Result<u64> {
         match self.stat(path, StatOptions { follow_links: true, sha512: false }).await? {
-            None => Err(Error::new(ErrorKind::NotFound, operation).with_context(path.to_string())),
+            None => Err(Error::new(ErrorKind::NotFound, operation).with_context(path.display().to_string())),
             Some(meta) if meta.kind == FileKind::File => Ok(meta.size),
-            Some(meta) => Err(Error::new(ErrorKind::InvalidInput, operation)
-                .with_context(format!("{path}: not a regular file ({:?})", meta.kind))),
+            Some(meta) => Err(Error::new(ErrorKind::InvalidInput, operation).with_context(format!(
+                "{}: not a regular file ({:?})",
+                path.display(),
+                meta.kind
+            ))),
         }
     }
 }
@@ -452,7 +494,7 @@ impl FileTransfer for ShellFiles {
     async fn put(
         &self,
         source: &mut (dyn AsyncRead + Send + Unpin),
-        remote: &str,
+        remote: &Path,
         options: &PutOptions,
     ) -> Result<u64> {
         let staged = self.stage_put(remote, options).await?;
@@ -460,11 +502,12 @@ impl FileTransfer for ShellFiles {
         staged.finish(upload).await
     }
 
-    async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
+    async fn get(&self, remote: &Path, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
         let path = checked("get", remote)?;
+        let shown = path.display();
         let expected = self.regular_file_size("get", path).await?;
         let script = format!("exec cat < {}", word(path));
-        let mut process = self.inner.spawn(&command(&script)).await.map_err(|e| from_script("get", path, e))?;
+        let mut process = self.inner.spawn(&command(&script)).await.map_err(|e| from_script("get", &shown, e))?;
         let Some(mut stdout) = process.stdout.take() else {
             stop(&mut process).await;
             return Err(protocol("get", &script, "the process has no stdout"));
@@ -480,26 +523,26 @@ impl FileTransfer for ShellFiles {
                 Ok(n) => n,
                 Err(e) => {
                     stop(&mut process).await;
-                    return Err(Error::io("get", e).with_context(format!("{path}: reading from `cat`")));
+                    return Err(Error::io("get", e).with_context(format!("{shown}: reading from `cat`")));
                 }
             };
             if let Err(e) = sink.write_all(&buffer[..n]).await {
                 stop(&mut process).await;
-                return Err(Error::io("get", e).with_context(format!("{path}: writing the sink")));
+                return Err(Error::io("get", e).with_context(format!("{shown}: writing the sink")));
             }
             received += n as u64;
         }
-        let status = process.wait().await.map_err(|e| from_script("get", path, e))?;
+        let status = process.wait().await.map_err(|e| from_script("get", &shown, e))?;
         let stderr = stderr.finish().await;
         if !status.success() {
-            return Err(failed("get", path, output_of(status, stderr)));
+            return Err(failed("get", &shown, output_of(status, stderr)));
         }
-        sink.flush().await.map_err(|e| Error::io("get", e).with_context(format!("{path}: flushing the sink")))?;
+        sink.flush().await.map_err(|e| Error::io("get", e).with_context(format!("{shown}: flushing the sink")))?;
         check_expected_size("get", path, Some(expected), received)?;
         Ok(received)
     }
 
-    async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>> {
+    async fn stat(&self, path: &Path, options: StatOptions) -> Result<Option<Metadata>> {
         let path = checked("stat", path)?;
         let (exists, follow, regular) = if options.follow_links {
             ("[ -e \"$p\" ]", "-L ", "[ -f \"$p\" ]")
@@ -523,7 +566,7 @@ impl FileTransfer for ShellFiles {
         }
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
+    async fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
         let path = checked("list", path)?;
         // `find` rather than `ls`: names come back byte-exact and
         // NUL-terminated, one process serves any directory size, and an entry
@@ -538,7 +581,7 @@ impl FileTransfer for ShellFiles {
         parse_listing(&reply.stdout).map_err(|e| protocol("list", &script, e))
     }
 
-    async fn mkdir(&self, path: &str, parents: bool) -> Result<()> {
+    async fn mkdir(&self, path: &Path, parents: bool) -> Result<()> {
         let path = checked("mkdir", path)?;
         let script = if parents {
             format!(
@@ -556,7 +599,7 @@ impl FileTransfer for ShellFiles {
         self.run("mkdir", path, &script).await.map(drop)
     }
 
-    async fn remove(&self, path: &str) -> Result<()> {
+    async fn remove(&self, path: &Path) -> Result<()> {
         let path = checked("remove", path)?;
         // `rmdir`, never `rm -r`: a directory with content must stay.
         let script = format!(
@@ -567,7 +610,7 @@ impl FileTransfer for ShellFiles {
         self.run("remove", path, &script).await.map(drop)
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+    async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         let (from, to) = (checked("rename", from)?, checked("rename", to)?);
         // `mv` onto a directory would move `from` into it instead of replacing.
         let script = format!(
@@ -576,7 +619,8 @@ impl FileTransfer for ShellFiles {
             word(from),
             word(to)
         );
-        self.run("rename", &format!("{from} -> {to}"), &script).await.map(drop)
+        let subject = format!("{} -> {}", from.display(), to.display());
+        self.run("rename", Path::new(&subject), &script).await.map(drop)
     }
 }
 
@@ -586,22 +630,32 @@ mod tests {
 
     #[test]
     fn parents() {
-        assert_eq!(parent_of("/a/b"), "/a");
-        assert_eq!(parent_of("/a"), "/");
-        assert_eq!(parent_of("a"), ".");
-        assert_eq!(parent_of("a/b/"), "a");
-        assert_eq!(parent_of("a//b"), "a");
-        assert_eq!(parent_of("/"), "/");
+        let parent = |p: &str| parent_of(Path::new(p)).to_str().unwrap().to_string();
+        assert_eq!(parent("/a/b"), "/a");
+        assert_eq!(parent("/a"), "/");
+        assert_eq!(parent("a"), ".");
+        assert_eq!(parent("a/b/"), "a");
+        assert_eq!(parent("a//b"), "a");
+        assert_eq!(parent("/"), "/");
+        assert_eq!(parent_of(Path::new(OsStr::from_bytes(b"/\xff/x"))).as_os_str().as_bytes(), b"/\xff");
     }
 
     #[test]
     fn words_are_quoted_and_never_options() {
+        let word = |p: &str| word(Path::new(p));
         assert_eq!(word("/tmp/x"), "/tmp/x");
         assert_eq!(word("a b"), "'a b'");
         assert_eq!(word("-rf"), "./-rf");
         assert_eq!(word("it's"), "'it'\\''s'");
-        assert_eq!(find_start("("), "./(");
-        assert_eq!(find_start("/a"), "/a");
+        assert_eq!(find_start(Path::new("(")), Path::new("./("));
+        assert_eq!(find_start(Path::new("/a")), Path::new("/a"));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_become_ascii_printf_words() {
+        let name = |b: &[u8]| word(Path::new(OsStr::from_bytes(b)));
+        assert_eq!(name(b"a\xff"), "\"$(printf '\\141\\377')\"");
+        assert_eq!(name(b"-\xff\n\n"), "\"$(printf '\\056\\057\\055\\377')\"'\n\n'");
     }
 
     #[test]
@@ -613,8 +667,8 @@ mod tests {
 
     #[test]
     fn bad_input_is_rejected() {
-        assert_eq!(checked("stat", "").unwrap_err().kind(), ErrorKind::InvalidInput);
-        assert_eq!(checked("stat", "a\0b").unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(checked("stat", Path::new("")).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(checked("stat", Path::new("a\0b")).unwrap_err().kind(), ErrorKind::InvalidInput);
         assert_eq!(account("owner", "a:b").unwrap_err().kind(), ErrorKind::InvalidInput);
         assert_eq!(account("owner", "root").unwrap(), "root");
     }

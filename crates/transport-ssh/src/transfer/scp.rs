@@ -23,6 +23,7 @@
 mod protocol;
 mod wire;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -75,22 +76,25 @@ impl ScpFiles {
     /// Ends the conversation with the remote scp and turns how it went into
     /// the transfer's result: success needs a clean exit too, and a failure
     /// stops the remote command before the caller cleans up.
-    async fn conclude<T>(&self, operation: &str, path: &str, wire: &mut ChannelWire, step: Step<T>) -> Result<T> {
+    async fn conclude<T>(&self, operation: &str, path: &Path, wire: &mut ChannelWire, step: Step<T>) -> Result<T> {
         let fault = match step {
             Ok(value) => {
                 let ending = wire.finish().await?;
                 return match ending.status {
                     ExitStatus::Code(0) => Ok(value),
-                    _ => Err(failed(operation, path, ending)),
+                    _ => Err(failed(operation, path.display(), ending)),
                 };
             }
             Err(fault) => fault,
         };
-        let protocol = |why: String| Error::new(ErrorKind::Protocol, operation).with_context(format!("{path}: {why}"));
+        let protocol =
+            |why: String| Error::new(ErrorKind::Protocol, operation).with_context(format!("{}: {why}", path.display()));
         match fault {
             Fault::Eof => match wire.finish().await {
                 // The remote scp (or the shell before it: `scp: not found`) exited with its reason.
-                Ok(ending) if !matches!(ending.status, ExitStatus::Code(0)) => Err(failed(operation, path, ending)),
+                Ok(ending) if !matches!(ending.status, ExitStatus::Code(0)) => {
+                    Err(failed(operation, path.display(), ending))
+                }
                 Ok(_) => Err(protocol("the remote scp ended in the middle of the transfer".into())),
                 Err(err) => Err(err),
             },
@@ -98,7 +102,7 @@ impl ScpFiles {
                 wire.abort().await;
                 let code = if fatal { 2 } else { 1 };
                 let said = Output { stdout: Vec::new(), stderr: message.into_bytes(), status: ExitStatus::Code(code) };
-                Err(failed(operation, path, said))
+                Err(failed(operation, path.display(), said))
             }
             Fault::Protocol(why) => {
                 wire.abort().await;
@@ -122,7 +126,8 @@ impl ScpFiles {
         let (temp, remote) = (staged.temporary(), staged.path());
         // The sink writes to the path on its command line and only checks
         // this name, so one a record cannot carry (a newline) is replaced.
-        let base = temp.rsplit('/').next().unwrap_or(temp).as_bytes();
+        let temp_bytes = temp.as_os_str().as_bytes();
+        let base = temp_bytes.rsplit(|&b| b == b'/').next().unwrap_or(temp_bytes);
         let name = if protocol::check_name(base).is_ok() { base } else { b"tether-upload".as_slice() };
         let preserve = if options.mtime.is_some() { "-p " } else { "" };
         let line = format!("scp {preserve}-t {}", word(temp));
@@ -149,7 +154,7 @@ impl ScpFiles {
     /// existing local directory must not be a link, so nothing is written
     /// outside `local`. Unlike [`FileTransfer::get`] this is not atomic as
     /// a whole: after a failure, the files completed so far stay.
-    pub async fn get_tree(&self, remote: &str, local: &Path) -> Result<TreeSummary> {
+    pub async fn get_tree(&self, remote: &Path, local: &Path) -> Result<TreeSummary> {
         let path = checked("get", remote)?;
         match tokio::fs::metadata(local).await {
             Ok(meta) if meta.is_dir() => {}
@@ -173,7 +178,7 @@ impl ScpFiles {
     /// `preserve`, modes and times are the local ones. Links are followed;
     /// other special files are refused. Not atomic as a whole: after a
     /// failure, what the remote scp completed stays.
-    pub async fn put_tree(&self, local: &Path, remote_dir: &str) -> Result<TreeSummary> {
+    pub async fn put_tree(&self, local: &Path, remote_dir: &Path) -> Result<TreeSummary> {
         let path = checked("put", remote_dir)?;
         let meta = tokio::fs::metadata(local)
             .await
@@ -185,9 +190,10 @@ impl ScpFiles {
         match self.shell.stat(path, StatOptions { follow_links: true, sha512: false }).await? {
             Some(meta) if meta.kind == FileKind::Dir => {}
             Some(_) => {
-                return Err(Error::new(ErrorKind::InvalidInput, "put").with_context(format!("{path}: not a directory")));
+                return Err(Error::new(ErrorKind::InvalidInput, "put")
+                    .with_context(format!("{}: not a directory", path.display())));
             }
-            None => return Err(Error::new(ErrorKind::NotFound, "put").with_context(path.to_string())),
+            None => return Err(Error::new(ErrorKind::NotFound, "put").with_context(path.display().to_string())),
         }
         let line = format!("scp -r {}-t {}", flag(self.options.preserve, "-p "), word(path));
         let mut wire = ChannelWire::start(&self.session, "put", path, &line).await?;
@@ -211,7 +217,7 @@ impl FileTransfer for ScpFiles {
     async fn put(
         &self,
         source: &mut (dyn AsyncRead + Send + Unpin),
-        remote: &str,
+        remote: &Path,
         options: &PutOptions,
     ) -> Result<u64> {
         let mut ahead = None;
@@ -219,13 +225,11 @@ impl FileTransfer for ScpFiles {
             Some(size) => size,
             None => {
                 let mut data = Vec::new();
-                (&mut *source)
-                    .take(UNSIZED_READ_AHEAD as u64 + 1)
-                    .read_to_end(&mut data)
-                    .await
-                    .map_err(|e| Error::io("put", e).with_context(format!("{remote}: reading the source")))?;
+                (&mut *source).take(UNSIZED_READ_AHEAD as u64 + 1).read_to_end(&mut data).await.map_err(|e| {
+                    Error::io("put", e).with_context(format!("{}: reading the source", remote.display()))
+                })?;
                 if data.len() > UNSIZED_READ_AHEAD {
-                    tracing::debug!(remote, "scp: source of unknown length; streaming it through `cat`");
+                    tracing::debug!(remote = %remote.display(), "scp: source of unknown length; streaming it through `cat`");
                     let mut rest = (&data[..]).chain(source);
                     return self.shell.put(&mut rest, remote, options).await;
                 }
@@ -242,7 +246,7 @@ impl FileTransfer for ScpFiles {
         staged.finish(sent).await
     }
 
-    async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
+    async fn get(&self, remote: &Path, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
         let path = checked("get", remote)?;
         let expected = self.shell.regular_file_size("get", path).await?;
         let line = format!("scp -f {}", word(path));
@@ -251,27 +255,29 @@ impl FileTransfer for ScpFiles {
         let step = protocol::receive_file(&mut peer, expected, sink).await;
         drop(peer);
         let got = self.conclude("get", path, &mut wire, step).await?;
-        sink.flush().await.map_err(|e| Error::io("get", e).with_context(format!("{path}: flushing the sink")))?;
+        sink.flush()
+            .await
+            .map_err(|e| Error::io("get", e).with_context(format!("{}: flushing the sink", path.display())))?;
         Ok(got)
     }
 
-    async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>> {
+    async fn stat(&self, path: &Path, options: StatOptions) -> Result<Option<Metadata>> {
         self.shell.stat(path, options).await
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
+    async fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
         self.shell.list(path).await
     }
 
-    async fn mkdir(&self, path: &str, parents: bool) -> Result<()> {
+    async fn mkdir(&self, path: &Path, parents: bool) -> Result<()> {
         self.shell.mkdir(path, parents).await
     }
 
-    async fn remove(&self, path: &str) -> Result<()> {
+    async fn remove(&self, path: &Path) -> Result<()> {
         self.shell.remove(path).await
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+    async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         self.shell.rename(from, to).await
     }
 }
@@ -358,13 +364,13 @@ cat >/dev/null
 
         let remote = dir.path().join("remote");
         std::fs::create_dir(&remote).unwrap();
-        let sent = scp.put_tree(&source, remote.to_str().unwrap()).await.unwrap();
+        let sent = scp.put_tree(&source, Path::new(remote.to_str().unwrap())).await.unwrap();
         assert_eq!(sent, TreeSummary { files: 2, directories: 3, bytes: 5 + (3 << 20), skipped: 0 });
         assert_eq!(tree(&remote.join("source")), tree(&source));
 
         let back = dir.path().join("back");
         std::fs::create_dir(&back).unwrap();
-        let got = scp.get_tree(remote.join("source").to_str().unwrap(), &back).await.unwrap();
+        let got = scp.get_tree(Path::new(remote.join("source").to_str().unwrap()), &back).await.unwrap();
         assert_eq!(got, sent);
         assert_eq!(tree(&back.join("source")), tree(&source));
         let meta = std::fs::metadata(back.join("source/a file")).unwrap();
@@ -378,18 +384,18 @@ cat >/dev/null
         let (scp, _sshd, dir) = scp_files(ScpOptions::default()).await;
         let target = dir.path().join("a/b");
         std::fs::create_dir_all(&target).unwrap();
-        let err = scp.get_tree("/anywhere/hostile", &target).await.unwrap_err();
+        let err = scp.get_tree(Path::new("/anywhere/hostile"), &target).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
         assert!(!dir.path().join("a/escaped").exists() && !dir.path().join("escaped").exists());
         assert_eq!(tree(&target), [("top/".to_string(), Vec::new())], "only the announced directory exists");
 
         // Without recursion, a directory record is refused before anything is created.
         let (flat, _sshd, dir) = scp_files(ScpOptions { recurse: false, ..ScpOptions::default() }).await;
-        let err = flat.get_tree("/anywhere/flat", dir.path()).await.unwrap_err();
+        let err = flat.get_tree(Path::new("/anywhere/flat"), dir.path()).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
         assert!(err.to_string().contains("recursion is off"), "{err}");
         assert_eq!(tree(dir.path()).iter().filter(|(name, _)| !name.starts_with("bin")).count(), 0);
-        let err = flat.put_tree(dir.path(), "/tmp").await.unwrap_err();
+        let err = flat.put_tree(dir.path(), Path::new("/tmp")).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     }
 }

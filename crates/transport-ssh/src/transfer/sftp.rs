@@ -39,12 +39,14 @@ mod pipeline;
 mod put;
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+use tether_core::raw::utf8_path;
 use tether_core::{
     Command, DirEntry, Error, ErrorKind, FileKind, FileTransfer, Metadata, PutOptions, Result, StatOptions, Transport,
 };
@@ -260,16 +262,18 @@ impl FileTransfer for SftpFiles {
     async fn put(
         &self,
         source: &mut (dyn AsyncRead + Send + Unpin),
-        remote: &str,
+        remote: &Path,
         options: &PutOptions,
     ) -> Result<u64> {
+        let remote = utf8_path("put", remote)?;
         let client = self.client("put").await?;
         let owner = self.ownership(remote, options).await?;
         put::upload(client, source, remote, options, owner).await
     }
 
-    async fn get(&self, remote: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
+    async fn get(&self, remote: &Path, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
         const OP: &str = "get";
+        let remote = utf8_path(OP, remote)?;
         let client = self.client(OP).await?;
         let slot = client.handle_slot(OP, remote).await?;
         let handle = client.call(OP, remote, client.raw.open(remote.to_string(), OpenFlags::READ, empty())).await?;
@@ -293,7 +297,8 @@ impl FileTransfer for SftpFiles {
         result
     }
 
-    async fn stat(&self, path: &str, options: StatOptions) -> Result<Option<Metadata>> {
+    async fn stat(&self, path: &Path, options: StatOptions) -> Result<Option<Metadata>> {
+        let path = utf8_path("stat", path)?;
         let client = self.client("stat").await?;
         let Some(attrs) = self.attributes(&client, path, options.follow_links).await? else {
             return Ok(None);
@@ -305,8 +310,9 @@ impl FileTransfer for SftpFiles {
         Ok(Some(described))
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<DirEntry>> {
+    async fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
         const OP: &str = "list";
+        let path = utf8_path(OP, path)?;
         let client = self.client(OP).await?;
         let slot = client.handle_slot(OP, path).await?;
         let handle = client.call(OP, path, client.raw.opendir(path.to_string())).await?.handle;
@@ -325,7 +331,7 @@ impl FileTransfer for SftpFiles {
             batches += 1;
             for file in batch.files {
                 if file.filename != "." && file.filename != ".." {
-                    entries.push(DirEntry { name: file.filename, metadata: metadata(&file.attrs) });
+                    entries.push(DirEntry { name: file.filename.into(), metadata: metadata(&file.attrs) });
                 }
             }
             if entries.len() > MAX_ENTRIES || batches > MAX_ENTRIES {
@@ -341,7 +347,8 @@ impl FileTransfer for SftpFiles {
         Ok(entries)
     }
 
-    async fn mkdir(&self, path: &str, parents: bool) -> Result<()> {
+    async fn mkdir(&self, path: &Path, parents: bool) -> Result<()> {
+        let path = utf8_path("mkdir", path)?;
         let client = self.client("mkdir").await?;
         if !parents {
             return self.make_dir(&client, path).await;
@@ -377,15 +384,16 @@ impl FileTransfer for SftpFiles {
         Ok(())
     }
 
-    async fn remove(&self, path: &str) -> Result<()> {
+    async fn remove(&self, path: &Path) -> Result<()> {
         const OP: &str = "remove";
+        let path = utf8_path(OP, path)?;
         let client = self.client(OP).await?;
         let attrs = client.call(OP, path, client.raw.lstat(path.to_string())).await?.attrs;
         if attrs.is_dir() {
             if let Err(err) = client.call(OP, path, client.raw.rmdir(path.to_string())).await {
                 // SFTP v3 has no status for "not empty" (OpenSSH's server
                 // answers a bare Failure): a directory with entries is why.
-                if err.kind() == ErrorKind::Io && !self.list(path).await.unwrap_or_default().is_empty() {
+                if err.kind() == ErrorKind::Io && !self.list(Path::new(path)).await.unwrap_or_default().is_empty() {
                     return Err(Error::new(ErrorKind::DirectoryNotEmpty, OP).with_context(path.to_string()));
                 }
                 return Err(err);
@@ -396,7 +404,8 @@ impl FileTransfer for SftpFiles {
         Ok(())
     }
 
-    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+    async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        let (from, to) = (utf8_path("rename", from)?, utf8_path("rename", to)?);
         let client = self.client("rename").await?;
         put::rename_over(&client, "rename", from, to).await
     }

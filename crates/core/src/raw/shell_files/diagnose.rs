@@ -68,7 +68,7 @@ fn diagnose(output: &Output) -> (ErrorKind, String) {
 /// Re-types an error of the inner transport: a failed script becomes the
 /// kind its exit code or message stands for; anything else (a lost
 /// connection, a timeout) is already typed and passes through.
-pub(crate) fn from_script(operation: &str, path: &str, err: Error) -> Error {
+pub(crate) fn from_script(operation: &str, path: impl std::fmt::Display, err: Error) -> Error {
     match err.output() {
         Some(output) if err.kind() == ErrorKind::CommandFailed => failed(operation, path, output.clone()),
         _ => err,
@@ -79,7 +79,7 @@ pub(crate) fn from_script(operation: &str, path: &str, err: Error) -> Error {
 /// its kind is read from the exit code of the [`ShellFiles`](super::ShellFiles)
 /// scripts or from the C-locale message on stderr (`No space left on
 /// device`, `Permission denied`, …), and the output is attached.
-pub fn failed(operation: &str, path: &str, output: Output) -> Error {
+pub fn failed(operation: &str, path: impl std::fmt::Display, output: Output) -> Error {
     let (kind, reason) = diagnose(&output);
     Error::new(kind, operation).with_context(format!("{path}: {reason}")).with_output(output)
 }

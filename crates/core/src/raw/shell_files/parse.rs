@@ -4,6 +4,8 @@
 //! turns it into a protocol error naming the command, so a surprising reply
 //! is reported, never a panic.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::time::{Duration, SystemTime};
 
 use crate::files::{DirEntry, FileKind, Metadata};
@@ -135,19 +137,19 @@ pub(crate) fn parse_listing(stdout: &[u8]) -> Result<Vec<DirEntry>, String> {
         let mut fields = record.splitn(FIELDS + 1, |&b| b == b'|');
         let head: Vec<&[u8]> = fields.by_ref().take(FIELDS).collect();
         let name = fields.next().ok_or_else(|| format!("record `{}` has no name", String::from_utf8_lossy(record)))?;
-        let name = String::from_utf8_lossy(name).into_owned();
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-            return Err(format!("`{name}` is not an entry name"));
+        if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+            return Err(format!("`{}` is not an entry name", String::from_utf8_lossy(name)));
         }
+        let shown = String::from_utf8_lossy(name);
         let head = head.iter().map(|f| std::str::from_utf8(f)).collect::<Result<Vec<&str>, _>>();
         let Ok([kind, size, mode, uid, gid, mtime]) = head.as_deref() else {
-            return Err(format!("record of `{name}` is malformed"));
+            return Err(format!("record of `{shown}` is malformed"));
         };
         // `%T@` has a fraction; whole seconds match what `stat` reports.
         let seconds = mtime.split('.').next().unwrap_or_default();
         let mut metadata = parse_metadata(&[*kind, *size, *mode, *uid, *gid, seconds].join("|"))?;
         metadata.kind = kind_of_letter(kind);
-        entries.push(DirEntry { name, metadata });
+        entries.push(DirEntry { name: OsString::from_vec(name.to_vec()), metadata });
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(entries)
@@ -206,8 +208,8 @@ mod tests {
     fn listing_is_sorted_and_keeps_odd_names() {
         let reply = b"f|1|4755|0|0|5.25|z|y\0d|4096|755|0|0|-2.5000000000|a\nb\0l|7|777|0|0|9|\xff\0";
         let entries = parse_listing(reply).unwrap();
-        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["a\nb", "z|y", "\u{fffd}"]);
+        let names: Vec<Vec<u8>> = entries.iter().map(|e| e.name.clone().into_vec()).collect();
+        assert_eq!(names, [&b"a\nb"[..], b"z|y", b"\xff"], "byte-exact, not replaced");
         assert_eq!(entries[0].metadata.kind, FileKind::Dir);
         assert_eq!(entries[0].metadata.mtime, Some(SystemTime::UNIX_EPOCH - Duration::from_secs(2)));
         assert_eq!((entries[1].metadata.kind, entries[1].metadata.mode), (FileKind::File, 0o4755));

@@ -526,7 +526,7 @@ pub(crate) async fn receive_tree<W: Wire>(
             }
             Record::File { mode, size, name } => {
                 let path = here.join(name_of(&name));
-                let temp = PathBuf::from(tether_core::raw::temporary_sibling(&path.to_string_lossy()));
+                let temp = tether_core::raw::temporary_sibling(&path);
                 let times = times.take();
                 let result =
                     receive_one(peer, &temp, &path, mode, size, preserve.then_some(times).flatten(), preserve).await;

@@ -4,6 +4,7 @@
 //! channel messages into the sink) without being copied on the way.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -108,7 +109,7 @@ impl State {
 impl ChannelWire {
     /// Opens a session channel (within `max_sessions`) and runs `line` on
     /// it, for `operation` on `path` (both only name things in errors).
-    pub(crate) async fn start(session: &SshSession, operation: &str, path: &str, line: &str) -> Result<Self> {
+    pub(crate) async fn start(session: &SshSession, operation: &str, path: &Path, line: &str) -> Result<Self> {
         session.ensure_open(operation)?;
         let limit = session.options.connect_timeout()?;
         let (channel, permit) = session.open_session(limit).await?;
@@ -121,7 +122,7 @@ impl ChannelWire {
             closed: false,
             limit,
             operation: operation.to_string(),
-            subject: format!("{}: {path}", session.target),
+            subject: format!("{}: {}", session.target, path.display()),
         };
         timed(operation, "exec request", limit, async {
             writer.exec(true, line.as_bytes()).await.map_err(|e| ssh(operation, e))?;

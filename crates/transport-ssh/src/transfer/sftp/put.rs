@@ -3,6 +3,7 @@
 //! destination. Whatever fails, or when the caller gives up, the temporary
 //! file goes and the destination stays as it was.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use russh_sftp::client::error::Error as SftpError;
@@ -110,7 +111,8 @@ pub(super) async fn upload(
     owner: Ownership,
 ) -> Result<u64> {
     let mtime = options.mtime.map(|time| protocol_time(OP, remote, time)).transpose()?;
-    let temp = temporary_sibling(remote);
+    // Lossless: the sibling of a UTF-8 name keeps whole characters.
+    let temp = temporary_sibling(Path::new(remote)).to_string_lossy().into_owned();
     let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE;
     let private = FileAttributes { permissions: Some(0o600), ..Default::default() };
     let slot = client.handle_slot(OP, remote).await?;
@@ -151,7 +153,7 @@ async fn complete(
         return Err(Error::new(ErrorKind::Io, OP).with_context(format!("{remote}: no temporary file")));
     };
     let written = send(client, source, &handle, remote).await?;
-    check_expected_size(OP, remote, options.expected_size, written)?;
+    check_expected_size(OP, Path::new(remote), options.expected_size, written)?;
     // The temporary file and the destination, asked together.
     let (attrs, existing) = both(
         client.call(OP, remote, client.raw.fstat(handle.clone())),
