@@ -162,6 +162,21 @@ fn remote_names_that_are_not_utf8_pass_through_the_cli() {
     // mem keeps UTF-8 names only: it says so instead of writing `caf�`.
     let out = run(&["put".as_ref(), "mem://bytes".as_ref(), src.as_os_str(), OsStr::from_bytes(b"/caf\xe9")]);
     assert_one_line_error(&out, 1, "carries UTF-8 names only");
+
+    // The words and directory of `exec` are bytes too.
+    let out = run(&[
+        "exec".as_ref(),
+        "local".as_ref(),
+        "--cwd".as_ref(),
+        dir.path().as_os_str(),
+        "--".as_ref(),
+        "cat".as_ref(),
+        OsStr::from_bytes(b"caf\xe9 \xff"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"latin-1 name\n");
+    let out = run(&["exec".as_ref(), "local".as_ref(), "--sh".as_ref(), "--".as_ref(), OsStr::from_bytes(b"ls \xff")]);
+    assert_one_line_error(&out, 255, "a --sh line must be UTF-8");
 }
 
 #[test]

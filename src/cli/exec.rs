@@ -1,6 +1,8 @@
 //! `tether exec`.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tether::{Command, Error, ErrorKind, ExitStatus, Process};
@@ -20,9 +22,9 @@ pub(crate) struct ExecArgs {
     /// Kill the command after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
-    /// Working directory.
+    /// Working directory (any bytes, like the command's words).
     #[arg(long)]
-    cwd: Option<String>,
+    cwd: Option<PathBuf>,
     /// Environment variable (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     env: Vec<(String, String)>,
@@ -35,9 +37,9 @@ pub(crate) struct ExecArgs {
     /// File creation mask, octal (e.g. 022).
     #[arg(long, value_parser = parse_octal)]
     umask: Option<u32>,
-    /// The command and its arguments (after `--`).
+    /// The command and its arguments (after `--`), passed as the exact bytes given.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
-    command: Vec<String>,
+    command: Vec<OsString>,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -55,8 +57,16 @@ pub(crate) fn parse_octal(text: &str) -> Result<u32, String> {
 }
 
 fn build_command(args: &ExecArgs) -> Result<Command, Error> {
-    let mut command =
-        if args.sh { Command::shell(args.command.join(" ")) } else { Command::argv(args.command.clone()) };
+    let mut command = if args.sh {
+        let words: Option<Vec<&str>> = args.command.iter().map(|word| word.to_str()).collect();
+        let words = words.ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "exec")
+                .with_context("a --sh line must be UTF-8 text: give words that are not as arguments, without --sh")
+        })?;
+        Command::shell(words.join(" "))
+    } else {
+        Command::argv(args.command.clone())
+    };
     command.cwd = args.cwd.clone();
     command.user = args.user.clone();
     command.group = args.group.clone();

@@ -2,7 +2,10 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,8 +17,10 @@ use crate::error::{Error, ErrorKind, Result};
 #[derive(Clone, PartialEq, Eq)]
 pub enum CommandLine {
     /// Program and arguments, passed without any shell interpretation
-    /// (transports that only take a line quote each word).
-    Argv(Vec<String>),
+    /// (transports that only take a line quote each word). Words are bytes,
+    /// as a POSIX `argv` is; a transport that can only carry UTF-8 refuses
+    /// others (see [`crate::Capabilities::byte_names`]).
+    Argv(Vec<OsString>),
     /// A line interpreted by the remote `sh`.
     Shell(String),
 }
@@ -55,8 +60,8 @@ pub struct Command {
     pub stdin: Option<Bytes>,
     /// Extra environment variables.
     pub env: BTreeMap<String, String>,
-    /// Working directory.
-    pub cwd: Option<String>,
+    /// Working directory (any bytes but NUL, like argv words).
+    pub cwd: Option<PathBuf>,
     /// User to run as (name or numeric id).
     pub user: Option<String>,
     /// Group to run as (name or numeric id); defaults to the user's primary group.
@@ -73,7 +78,7 @@ pub struct Command {
 
 impl Command {
     /// Runs `program` with no shell in between.
-    pub fn new(program: impl Into<String>) -> Self {
+    pub fn new(program: impl Into<OsString>) -> Self {
         Self::from_line(CommandLine::Argv(vec![program.into()]))
     }
 
@@ -81,7 +86,7 @@ impl Command {
     pub fn argv<I, S>(argv: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: Into<OsString>,
     {
         Self::from_line(CommandLine::Argv(argv.into_iter().map(Into::into).collect()))
     }
@@ -107,13 +112,13 @@ impl Command {
     }
 
     /// Appends an argument (to an argv command) or a quoted word (to a shell line).
-    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
         let arg = arg.into();
         match &mut self.line {
             CommandLine::Argv(argv) => argv.push(arg),
             CommandLine::Shell(line) => {
                 line.push(' ');
-                line.push_str(&quote(&arg));
+                line.push_str(&quote_bytes(&arg));
             }
         }
         self
@@ -123,7 +128,7 @@ impl Command {
     pub fn args<I, S>(self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: Into<OsString>,
     {
         args.into_iter().fold(self, |cmd, arg| cmd.arg(arg))
     }
@@ -141,7 +146,7 @@ impl Command {
     }
 
     /// Sets the working directory.
-    pub fn cwd(mut self, dir: impl Into<String>) -> Self {
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cwd = Some(dir.into());
         self
     }
@@ -185,7 +190,7 @@ impl Command {
     /// The program part as one `sh` line: argv words quoted, a shell line as is.
     pub fn shell_line(&self) -> String {
         match &self.line {
-            CommandLine::Argv(argv) => argv.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" "),
+            CommandLine::Argv(argv) => argv.iter().map(|w| quote_bytes(w)).collect::<Vec<_>>().join(" "),
             CommandLine::Shell(line) => line.clone(),
         }
     }
@@ -196,7 +201,7 @@ impl Command {
     pub fn wrapped_shell_line(&self) -> String {
         let mut out = String::new();
         if let Some(cwd) = &self.cwd {
-            out.push_str(&format!("cd {} && ", quote(cwd)));
+            out.push_str(&format!("cd {} && ", quote_bytes(cwd.as_os_str())));
         }
         if let Some(umask) = self.umask {
             out.push_str(&format!("umask {umask:03o} && "));
@@ -226,11 +231,14 @@ impl Command {
         let invalid = |why: &str| Err(Error::new(ErrorKind::InvalidInput, "exec").with_context(why.to_string()));
         match &self.line {
             CommandLine::Argv(argv) if argv.is_empty() || argv[0].is_empty() => return invalid("empty command"),
-            CommandLine::Argv(argv) if argv.iter().any(|a| a.contains('\0')) => {
+            CommandLine::Argv(argv) if argv.iter().any(|a| a.as_bytes().contains(&0)) => {
                 return invalid("argument contains a NUL byte");
             }
             CommandLine::Shell(line) if line.contains('\0') => return invalid("command line contains a NUL byte"),
             _ => {}
+        }
+        if self.cwd.as_ref().is_some_and(|dir| dir.as_os_str().is_empty() || dir.as_os_str().as_bytes().contains(&0)) {
+            return invalid("working directory is empty or contains a NUL byte");
         }
         if self.env.keys().any(|k| k.is_empty() || k.contains(['=', '\0'])) {
             return invalid("environment variable name is empty or contains '=' or NUL");
@@ -248,6 +256,33 @@ impl Command {
 /// Quotes a word for `sh` (no quotes when none are needed).
 pub fn quote(word: &str) -> Cow<'_, str> {
     shell_escape::unix::escape(Cow::Borrowed(word))
+}
+
+/// Quotes any bytes (but NUL) as one `sh` word that is ASCII text.
+///
+/// UTF-8 is quoted as [`quote`] does. Other bytes are spelled as `printf`
+/// octal escapes inside `"$(…)"`, so the line stays text for transports that
+/// take a line of text (an SSH exec request, a terminal) and the shell
+/// rebuilds the exact bytes. Command substitution drops trailing newlines,
+/// so those are quoted apart.
+pub fn quote_bytes(word: &OsStr) -> Cow<'_, str> {
+    let bytes = word.as_bytes();
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return quote(text);
+    }
+    let body = &bytes[..bytes.iter().rposition(|&b| b != b'\n').map_or(0, |i| i + 1)];
+    let newlines = &bytes[body.len()..];
+    let mut out = String::from("\"$(printf '");
+    for byte in body {
+        out.push_str(&format!("\\{byte:03o}"));
+    }
+    out.push_str("')\"");
+    if !newlines.is_empty() {
+        out.push('\'');
+        out.extend(newlines.iter().map(|_| '\n'));
+        out.push('\'');
+    }
+    Cow::Owned(out)
 }
 
 impl fmt::Debug for Command {

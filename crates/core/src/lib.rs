@@ -33,7 +33,7 @@ pub mod raw;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use command::{Command, CommandLine, ExitStatus, Output, Pty, quote, signal_name, signal_number};
+pub use command::{Command, CommandLine, ExitStatus, Output, Pty, quote, quote_bytes, signal_name, signal_number};
 pub use config::{Credential, HostConfig, OptionSource, ResolvedOptions};
 pub use connection::{ConnectContext, ConnectRequest, Connection, ConnectionFactory, RegistryFactory};
 pub use dial::{Dialed, Dialer, Endpoint};

@@ -52,9 +52,10 @@ pub struct Capabilities {
     pub files: bool,
     /// Opens streams through the host ([`crate::Tunnel`]).
     pub tunnel: bool,
-    /// Carries remote file names that are not UTF-8 (any bytes but `/` and
-    /// NUL), as POSIX allows. Without it, such a name is refused with
-    /// [`crate::ErrorKind::Unsupported`].
+    /// Carries names that are not UTF-8, as POSIX allows: remote file names
+    /// (any bytes but `/` and NUL) where the scheme moves files, argv words
+    /// and the working directory where it runs commands. Without it, such a
+    /// name is refused with [`crate::ErrorKind::Unsupported`].
     pub byte_names: bool,
 }
 
@@ -97,7 +98,7 @@ impl Capabilities {
         self
     }
 
-    /// Adds: file names that are not UTF-8.
+    /// Adds: file names, argv words and directories that are not UTF-8.
     pub const fn with_byte_names(mut self) -> Self {
         self.byte_names = true;
         self

@@ -1,9 +1,8 @@
 //! Commands as child processes of this one.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::Stdio;
 
 use async_trait::async_trait;
@@ -183,9 +182,10 @@ fn apply_in_child(command: &mut tokio::process::Command, identity: Identity, uma
 }
 
 /// Turns a failed spawn into an error that says what was missing.
-fn spawn_error(err: io::Error, program: &str, command: &Command, identity: bool) -> Error {
+fn spawn_error(err: io::Error, program: &OsStr, command: &Command, identity: bool) -> Error {
+    let program = program.to_string_lossy();
     let context = match (err.kind(), &command.cwd) {
-        (io::ErrorKind::NotFound, Some(cwd)) if !Path::new(cwd).is_dir() => format!("working directory `{cwd}`"),
+        (io::ErrorKind::NotFound, Some(cwd)) if !cwd.is_dir() => format!("working directory `{}`", cwd.display()),
         _ if identity && err.raw_os_error() == Some(libc::EPERM) => {
             let who = command.user.as_deref().or(command.group.as_deref()).unwrap_or_default();
             format!("switching to `{who}` for `{program}`")
@@ -214,10 +214,10 @@ impl Transport for LocalHost {
                 };
                 let mut child = tokio::process::Command::new(program);
                 child.args(args);
-                (program.as_str(), child)
+                (program.as_os_str(), child)
             }
             CommandLine::Shell(line) => {
-                let shell = self.options.shell.as_str();
+                let shell = OsStr::new(&self.options.shell);
                 let mut child = tokio::process::Command::new(shell);
                 child.arg("-c").arg(line);
                 (shell, child)

@@ -49,7 +49,7 @@ use tether_core::{Capabilities, OptionsSpec, Plugin};
 /// The `ssh` scheme's registry entry.
 pub const PLUGIN: Plugin = Plugin::new("ssh", connect::connect)
     .with_description("OpenSSH-compatible SSH: commands, terminals and tunnels multiplexed on one connection per host")
-    .with_capabilities(Capabilities::NONE.with_exec().with_shell().with_user_switch().with_tunnel())
+    .with_capabilities(Capabilities::NONE.with_exec().with_shell().with_user_switch().with_tunnel().with_byte_names())
     .with_options(OptionsSpec::validated::<SshOptions>(options::TABLE));
 
 /// The `sftp` scheme's registry entry: files over the SFTP subsystem of the

@@ -1,9 +1,12 @@
 //! Checks for [`Transport`](crate::Transport): every exit code and signal,
 //! stdout and stderr apart even when interleaved, exact bytes, hostile argv
-//! words, large and streamed output, stdin fed, streamed and closed early,
+//! words (also bytes that are not UTF-8), large and streamed output, stdin fed, streamed and closed early,
 //! env and cwd, timeouts, `kill` that really ends the process, 32 commands
 //! at once, and pending work failing when the connection is lost.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -158,6 +161,40 @@ pub async fn hostile_argv_words(s: &Subject) {
     let expected: String = HOSTILE_WORDS.iter().map(|w| format!("[{w}]")).collect();
     assert_eq!(out.stdout_lossy(), expected);
     assert_eq!(out.status, ExitStatus::Code(0));
+}
+
+/// Argv words and a working directory that are not UTF-8 reach the
+/// program as the exact bytes, where the scheme declares
+/// [`crate::Capabilities::byte_names`]; elsewhere `exec` refuses them with
+/// [`ErrorKind::Unsupported`] and runs nothing.
+pub async fn byte_argv_words(s: &Subject) {
+    let Some(t) = s.transport().await else { return };
+    let words: Vec<OsString> =
+        super::files::BYTE_NAMES.iter().map(|bytes| OsString::from_vec(bytes.to_vec())).collect();
+    let mut argv = vec![OsString::from("printf"), OsString::from("[%s]")];
+    argv.extend(words.iter().cloned());
+    let dir = Path::new(&s.scratch).join(OsStr::from_bytes(b"cwd \xe9\xff"));
+    if !s.capabilities.byte_names {
+        let unsupported = |what: &str, result: crate::Result<crate::Output>| match result {
+            Err(err) if err.kind() == ErrorKind::Unsupported => {}
+            other => panic!("{what} without byte_names: {other:?}, expected Unsupported"),
+        };
+        unsupported("argv words that are not UTF-8", t.exec(&Command::argv(argv)).await);
+        unsupported("a cwd that is not UTF-8", t.exec(&Command::argv(["mkdir", "x"]).cwd(&dir)).await);
+        return;
+    }
+    let out = t.exec(&Command::argv(argv)).await.unwrap();
+    let mut expected = Vec::new();
+    for word in &words {
+        expected.extend([&b"["[..], word.as_bytes(), b"]"].concat());
+    }
+    assert_eq!(out.stdout, expected, "{}", out.stdout_lossy());
+    assert_eq!(out.status, ExitStatus::Code(0));
+
+    t.exec(&Command::argv([OsStr::new("mkdir"), dir.as_os_str()]).check(true)).await.unwrap();
+    let out = t.exec(&Command::shell(lines::PWD).cwd(&dir)).await.unwrap();
+    assert_eq!(out.stdout, [dir.as_os_str().as_bytes(), b"\n"].concat(), "{}", out.stdout_lossy());
+    t.exec(&Command::argv([OsStr::new("rmdir"), dir.as_os_str()]).check(true)).await.unwrap();
 }
 
 /// 64 MiB of output is collected whole by `exec`.

@@ -432,7 +432,7 @@ macro_rules! __for_each_check {
     ($then:ident ! ($($prefix:tt)*)) => {
         $crate::$then! { ($($prefix)*)
             exec: exit_codes, signals_reported, stdout_and_stderr_apart, interleaved_output_kept_apart,
-                binary_output_kept, argv_is_not_reinterpreted, hostile_argv_words, large_output,
+                binary_output_kept, argv_is_not_reinterpreted, hostile_argv_words, byte_argv_words, large_output,
                 large_output_streamed, stdin_fed, stdin_streamed, stdin_closed_early, env_passed,
                 cwd_applied, cwd_with_spaces, timeout_kills, kill_ends_the_process, check_fails_with_output,
                 missing_program, concurrent_commands, user_switch_declared, shell_declared, lost_connection_fails_pending;

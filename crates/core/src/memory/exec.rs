@@ -1,5 +1,6 @@
 //! Scripted commands of a [`MemoryHost`].
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -10,6 +11,7 @@ use tokio::sync::oneshot;
 use super::{MemoryHost, lock, shell};
 use crate::command::{Command, ExitStatus, Output};
 use crate::error::{Error, ErrorKind, Result};
+use crate::files::utf8_path;
 use crate::process::{Process, ProcessControl};
 use crate::registry::BoxFuture;
 use crate::transport::Transport;
@@ -43,7 +45,7 @@ impl Matcher {
         match self {
             Matcher::Line(expected) => expected == line,
             Matcher::Program(program) => match &command.line {
-                crate::CommandLine::Argv(argv) => argv.first() == Some(program),
+                crate::CommandLine::Argv(argv) => argv.first().is_some_and(|first| first == program.as_str()),
                 crate::CommandLine::Shell(line) => line.split_whitespace().next() == Some(program.as_str()),
             },
             Matcher::Any => true,
@@ -150,6 +152,13 @@ impl Transport for MemoryHost {
         }
         if command.pty.is_some() {
             return Err(Error::new(ErrorKind::Unsupported, "exec").with_context("mem has no terminals"));
+        }
+        let words = match &command.line {
+            crate::CommandLine::Argv(argv) => argv.as_slice(),
+            crate::CommandLine::Shell(_) => &[],
+        };
+        for word in words.iter().map(|w| w.as_os_str()).chain(command.cwd.iter().map(|d| d.as_os_str())) {
+            utf8_path("exec", Path::new(word))?;
         }
         let line = command.shell_line();
         let handler = self.handler_for(command, &line);

@@ -125,14 +125,17 @@ pub(super) async fn run(host: MemoryHost, pid: u32, command: &Command, io: Stdio
         env: command.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         last: 0,
     };
+    // `spawn` refused words that are not UTF-8, so nothing is lost here.
     if let Some(dir) = &command.cwd
-        && let Err(why) = proc.change_dir(dir).await
+        && let Err(why) = proc.change_dir(&dir.to_string_lossy()).await
     {
-        let _ = io.stderr.write(format!("mem: sh: cd: {dir}: {why}\n").as_bytes()).await;
+        let _ = io.stderr.write(format!("mem: sh: cd: {}: {why}\n", dir.display()).as_bytes()).await;
         return Ok(1);
     }
     match &command.line {
-        CommandLine::Argv(argv) => proc.run_argv(argv.clone(), io).await,
+        CommandLine::Argv(argv) => {
+            proc.run_argv(argv.iter().map(|word| word.to_string_lossy().into_owned()).collect(), io).await
+        }
         CommandLine::Shell(line) => proc.run_line(line, io).await,
     }
 }

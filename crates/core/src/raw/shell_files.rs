@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-use crate::command::{Command, Output, quote};
+use crate::command::{Command, Output, quote, quote_bytes};
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::{
     DirEntry, FileKind, FileTransfer, Metadata, PutOptions, StatOptions, check_expected_size, read_full,
@@ -190,36 +190,14 @@ fn command(script: &str) -> Command {
 
 /// `path` as one `sh` word that no command can mistake for an option: quoted
 /// where needed, and a relative path starting with `-` gets a `./` prefix.
-///
-/// The word is ASCII whatever the name: the bytes of a name that is not
-/// UTF-8 are spelled as `printf` octal escapes inside `"$(…)"`, so a script
-/// stays text for the transports that take a line of text. (Command
-/// substitution drops trailing newlines, so those are quoted apart.)
+/// ASCII whatever the name: see [`quote_bytes`].
 pub fn word(path: &Path) -> String {
     let bytes = path.as_os_str().as_bytes();
-    let prefixed;
-    let bytes = if bytes.starts_with(b"-") {
-        prefixed = [&b"./"[..], bytes].concat();
-        &prefixed[..]
-    } else {
-        bytes
-    };
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        return quote(text).into_owned();
+    if bytes.starts_with(b"-") {
+        let prefixed = [&b"./"[..], bytes].concat();
+        return quote_bytes(OsStr::from_bytes(&prefixed)).into_owned();
     }
-    let body = &bytes[..bytes.iter().rposition(|&b| b != b'\n').map_or(0, |i| i + 1)];
-    let newlines = &bytes[body.len()..];
-    let mut out = String::from("\"$(printf '");
-    for byte in body {
-        out.push_str(&format!("\\{byte:03o}"));
-    }
-    out.push_str("')\"");
-    if !newlines.is_empty() {
-        out.push('\'');
-        out.extend(newlines.iter().map(|_| '\n'));
-        out.push('\'');
-    }
-    out
+    quote_bytes(path.as_os_str()).into_owned()
 }
 
 /// `path` as a starting point of `find`, which takes words beginning with
