@@ -1,11 +1,16 @@
 //! What every kind of channel shares: waiting for the server's answer to a
-//! request (`env`, `pty-req`, `exec`, `subsystem`).
+//! request (`env`, `pty-req`, `exec`, `subsystem`), and the byte stream over
+//! a channel ([`ChannelStream`]).
 
 use std::future::Future;
 
 use russh::ChannelMsg;
 use russh::client::Msg;
 use tether_core::{Error, Result};
+
+mod stream;
+
+pub(crate) use stream::ChannelStream;
 
 /// Where a channel's messages come from: a whole channel, or its read half.
 pub(crate) trait Messages: Send {

@@ -17,7 +17,7 @@ use crate::error::timed;
 use crate::options::SshOptions;
 
 use super::socks::forward_socks;
-use super::stream::ChannelStream;
+use crate::channel::ChannelStream;
 
 /// How long a refused open waits for the server's description of the
 /// refusal: russh wakes the opener just before it hands the description to

@@ -17,12 +17,11 @@ use crate::error::{channel_open, timed};
 
 mod forwards;
 mod socks;
-mod stream;
 
+use crate::channel::ChannelStream;
 use forwards::host_port;
 pub use forwards::{ActiveForward, ForwardKind};
 pub(crate) use forwards::{Forwards, RemoteRoutes, accept_forwarded, apply};
-use stream::ChannelStream;
 
 #[async_trait]
 impl Tunnel for SshSession {

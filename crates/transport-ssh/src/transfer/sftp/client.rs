@@ -19,6 +19,7 @@ use tether_core::{Error, ErrorKind, FileKind, Metadata, Result};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::channel::ChannelStream;
 use crate::connect::SshSession;
 use crate::error::{ssh, timed};
 use crate::options::SftpOptions;
@@ -94,8 +95,9 @@ impl Lost {
     }
 }
 
-/// The channel stream, reporting its end to [`Lost`] so that requests fail
-/// the moment the channel goes, whatever russh-sftp's reader does.
+/// A watch on the channel stream (a [`ChannelStream`], or a pipe in unit
+/// tests) that reports its end to [`Lost`], so that requests fail the
+/// moment the channel goes, whatever russh-sftp's reader does.
 struct Watched<S> {
     inner: S,
     lost: Arc<Lost>,
@@ -236,8 +238,9 @@ impl Client {
             return Err(err);
         }
 
+        let stream = ChannelStream::new(channel, format!("{target} (sftp)"));
         let peer = Peer { target, session: Some(session) };
-        Client::over(channel.into_stream(), peer, options, limit, Some(permit)).await
+        Client::over(stream, peer, options, limit, Some(permit)).await
     }
 
     /// Runs the version handshake over `stream`, a started subsystem.

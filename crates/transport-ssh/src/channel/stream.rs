@@ -1,5 +1,6 @@
-//! The stream over one SSH channel: a pump drains the channel, so the
-//! stream notices the connection dying even while its owner only writes.
+//! The stream over one SSH channel, for tunnels and the SFTP subsystem
+//! alike: a pump drains the channel, so the stream notices the connection
+//! dying even while its owner only writes.
 
 use std::fmt;
 use std::future::Future;
@@ -33,7 +34,7 @@ enum End {
 /// A byte stream over one SSH channel: reads are the channel's data up to
 /// its EOF, writes are window-limited channel data, shutdown sends EOF.
 /// Dropping it closes the channel.
-pub(super) struct ChannelStream {
+pub(crate) struct ChannelStream {
     incoming: mpsc::UnboundedReceiver<io::Result<Bytes>>,
     /// Bytes of [`STREAM_BUFFER`] not taken by data waiting in `incoming`.
     credit: Arc<Semaphore>,
@@ -54,7 +55,7 @@ impl fmt::Debug for ChannelStream {
 }
 
 impl ChannelStream {
-    pub(super) fn new(channel: russh::Channel<Msg>, what: String) -> Self {
+    pub(crate) fn new(channel: russh::Channel<Msg>, what: String) -> Self {
         let what: Arc<str> = what.into();
         let (read, write) = channel.split();
         let (data, incoming) = mpsc::unbounded_channel();
