@@ -6,6 +6,8 @@
 mod common;
 
 use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tether_core::{Connection, ErrorKind, HostConfig, OptionSource, Tunnel};
@@ -213,18 +215,37 @@ async fn killed_server_fails_reads_and_writes_promptly() {
         }
     }));
     let mut writing = connection.session().open_stream("127.0.0.1", sink_port).await.unwrap();
-    let writer = tokio::spawn(async move {
-        let chunk = vec![7u8; 64 << 10];
-        let mut sent = 0usize;
-        loop {
-            match writing.write_all(&chunk).await {
-                Ok(()) => sent += chunk.len(),
-                Err(err) => return (sent, err),
+    let progress = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let progress = progress.clone();
+        async move {
+            let chunk = vec![7u8; 64 << 10];
+            let mut sent = 0usize;
+            loop {
+                match writing.write_all(&chunk).await {
+                    Ok(()) => sent += chunk.len(),
+                    Err(err) => return (sent, err),
+                }
+                progress.store(sent, Ordering::SeqCst);
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!writer.is_finished(), "the sink never reads, so the writer must be waiting");
+    // The precondition, waited for rather than assumed after a sleep: the
+    // writer has sent something, then stopped (window and socket buffers
+    // full), and is still inside a write.
+    let stalled_by = Instant::now() + Duration::from_secs(30);
+    let mut last = (0, Instant::now());
+    loop {
+        assert!(Instant::now() < stalled_by, "the sink never reads, yet the writer kept going");
+        assert!(!writer.is_finished(), "the writer must be waiting, not failed");
+        let sent = progress.load(Ordering::SeqCst);
+        if sent != last.0 {
+            last = (sent, Instant::now());
+        } else if sent > 0 && last.1.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     sshd.kill().unwrap();
     let started = Instant::now();
