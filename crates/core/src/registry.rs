@@ -57,16 +57,36 @@ pub struct Capabilities {
     /// and the working directory where it runs commands. Without it, such a
     /// name is refused with [`crate::ErrorKind::Unsupported`].
     pub byte_names: bool,
+    /// Runs commands on a terminal (Telnet, a serial console): stderr
+    /// arrives merged into stdout, stdin is only the bytes of
+    /// [`crate::Command::stdin`] (a spawned command gets no stdin pipe), and
+    /// a death by signal shows as the shell's exit code 128 + n. A limit,
+    /// not a feature: [`Capabilities::ALL`] leaves it unset.
+    pub terminal_io: bool,
 }
 
 impl Capabilities {
     /// A scheme that can do nothing yet: the start of every declaration.
-    pub const NONE: Capabilities =
-        Capabilities { exec: false, shell: false, user_switch: false, files: false, tunnel: false, byte_names: false };
+    pub const NONE: Capabilities = Capabilities {
+        exec: false,
+        shell: false,
+        user_switch: false,
+        files: false,
+        tunnel: false,
+        byte_names: false,
+        terminal_io: false,
+    };
 
     /// Everything: what a connection factory that knows no plugins assumes.
-    pub const ALL: Capabilities =
-        Capabilities { exec: true, shell: true, user_switch: true, files: true, tunnel: true, byte_names: true };
+    pub const ALL: Capabilities = Capabilities {
+        exec: true,
+        shell: true,
+        user_switch: true,
+        files: true,
+        tunnel: true,
+        byte_names: true,
+        terminal_io: false,
+    };
 
     /// Adds: runs commands.
     pub const fn with_exec(mut self) -> Self {
@@ -104,6 +124,12 @@ impl Capabilities {
         self
     }
 
+    /// Adds: commands run on a terminal (one output stream, no stdin pipe).
+    pub const fn with_terminal_io(mut self) -> Self {
+        self.terminal_io = true;
+        self
+    }
+
     /// The names of the capabilities present.
     pub fn names(&self) -> Vec<&'static str> {
         [
@@ -113,6 +139,7 @@ impl Capabilities {
             (self.files, "files"),
             (self.tunnel, "tunnel"),
             (self.byte_names, "byte-names"),
+            (self.terminal_io, "terminal-io"),
         ]
         .into_iter()
         .filter_map(|(present, name)| present.then_some(name))

@@ -45,7 +45,7 @@ pub enum HarnessError {
         detail: String,
     },
     /// The server did not come up; `log` is everything it wrote to stderr.
-    #[error("sshd did not start: {reason}\n--- sshd stderr ---\n{log}")]
+    #[error("the test server did not start: {reason}\n--- its stderr ---\n{log}")]
     Start {
         /// What went wrong (exited, timed out, wrong banner, …).
         reason: String,

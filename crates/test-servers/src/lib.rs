@@ -24,6 +24,12 @@
 //! [`SshdBuilder`] adds config lines, changes `MaxSessions`, authorizes more
 //! client keys or enables password authentication for a user.
 //!
+//! # Telnet
+//!
+//! [`Telnetd::builder`] starts busybox's `telnetd` (from `busybox-static`)
+//! or inetutils' `telnetd` behind `socat`, with a shell at once or a login
+//! ([`TelnetdBuilder::login`]).
+//!
 //! # Network namespaces
 //!
 //! For jump-host tests, [`netns`] describes a chain of network namespaces
@@ -40,6 +46,8 @@ pub mod netns;
 mod process;
 mod programs;
 mod sshd;
+mod telnetd;
 
 pub use error::HarnessError;
 pub use sshd::{LogLevel, Sshd, SshdBuilder};
+pub use telnetd::{Telnetd, TelnetdBuilder, TelnetdKind};

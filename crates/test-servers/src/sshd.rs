@@ -610,7 +610,7 @@ fn wait_ready(
 
 /// Kills sshd with every process it started and reaps it; nothing to do when
 /// it already exited.
-fn kill_and_reap(child: &mut Option<Child>) -> Result<(), HarnessError> {
+pub(crate) fn kill_and_reap(child: &mut Option<Child>) -> Result<(), HarnessError> {
     let Some(mut sshd) = child.take() else { return Ok(()) };
     match process::kill_tree(sshd.id()) {
         // SIGKILL went out, so this returns promptly and leaves no zombie.
@@ -624,7 +624,7 @@ fn kill_and_reap(child: &mut Option<Child>) -> Result<(), HarnessError> {
     }
 }
 
-fn read_log(path: &Path) -> String {
+pub(crate) fn read_log(path: &Path) -> String {
     fs::read(path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
 }
 
@@ -764,7 +764,7 @@ impl PasswordNamespace {
 
 /// `shadow` with `user`'s entry replaced (or added) by one with `hash` and no
 /// password ageing, so no "password expired" prompt can get in the way.
-fn shadow_with_password(shadow: &str, user: &str, hash: &str) -> String {
+pub(crate) fn shadow_with_password(shadow: &str, user: &str, hash: &str) -> String {
     let entry = format!("{user}:{hash}::0:99999:7:::");
     let mut found = false;
     let mut out = String::new();
@@ -785,7 +785,7 @@ fn shadow_with_password(shadow: &str, user: &str, hash: &str) -> String {
 }
 
 /// A SHA-512 crypt(3) hash, which pam_unix accepts everywhere.
-fn hash_password(openssl: &Path, password: &str) -> Result<String, HarnessError> {
+pub(crate) fn hash_password(openssl: &Path, password: &str) -> Result<String, HarnessError> {
     let mut child = Command::new(openssl)
         .args(["passwd", "-6", "-stdin"])
         .stdin(Stdio::piped())
@@ -873,7 +873,7 @@ fn current_user() -> Result<String, HarnessError> {
 
 /// Binds `127.0.0.1:0` and releases the port the kernel chose. Another
 /// process may take it before sshd binds it; `start` then tries again.
-fn free_port() -> Result<u16, HarnessError> {
+pub(crate) fn free_port() -> Result<u16, HarnessError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(|e| HarnessError::io("binding 127.0.0.1:0 to find a free port", e))?;
     let port = listener.local_addr().map_err(|e| HarnessError::io("reading the bound port", e))?.port();
@@ -923,11 +923,11 @@ fn public_key_without_comment(line: &str) -> Result<String, HarnessError> {
     }
 }
 
-fn read_to_string(path: &Path) -> Result<String, HarnessError> {
+pub(crate) fn read_to_string(path: &Path) -> Result<String, HarnessError> {
     fs::read_to_string(path).map_err(|e| HarnessError::io(format!("reading {}", path.display()), e))
 }
 
-fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), HarnessError> {
+pub(crate) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), HarnessError> {
     fs::write(path, contents).map_err(|e| HarnessError::io(format!("writing {}", path.display()), e))?;
     set_mode(path, mode)
 }
