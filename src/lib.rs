@@ -46,6 +46,10 @@ pub use tether_transport_local as local;
 #[cfg(feature = "ssh")]
 pub use tether_transport_ssh as ssh;
 
+/// The `telnet` transport (feature `telnet`).
+#[cfg(feature = "telnet")]
+pub use tether_transport_telnet as telnet;
+
 /// The options tables of Tether's transports that this build leaves out.
 /// An inventory shared between builds may carry them: they are kept
 /// unchecked instead of being refused as typos, and each crate's own entry
@@ -61,9 +65,10 @@ mod reserved_tables {
     inventory::submit! { ReservedTable::new("scp_options", "ssh") }
     #[cfg(not(feature = "local"))]
     inventory::submit! { ReservedTable::new("local_options", "local") }
-    // The telnet, ftp and nc crates are still to come: until they land their
-    // tables are reserved whatever the features say.
+    #[cfg(not(feature = "telnet"))]
     inventory::submit! { ReservedTable::new("telnet_options", "telnet") }
+    // The ftp and nc crates are still to come: until they land their
+    // tables are reserved whatever the features say.
     inventory::submit! { ReservedTable::new("ftp_options", "ftp") }
     inventory::submit! { ReservedTable::new("nc_options", "nc") }
 }

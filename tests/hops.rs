@@ -22,8 +22,8 @@ use serde_json::json;
 use tether::options::{Inventory, Overrides, Resolver, Settings};
 use tether::{Command, ErrorKind, Host, Lab, PutOptions, Registry};
 use tether_core::conformance::{Subject, random_bytes};
-use tether_test_servers::Sshd;
 use tether_test_servers::netns::{self, HOP1, HOP2, Namespace, TARGET};
+use tether_test_servers::{Sshd, Telnetd, TelnetdKind};
 use tokio::io::{AsyncBufReadExt, AsyncRead, ReadBuf};
 // Files over the host's own SSH connection, through its hops.
 use tether_example_shellfs as _;
@@ -190,6 +190,77 @@ async fn shellfs_over_ssh_behind_two_hops_uses_the_one_connection() {
     for (index, sshd) in chain.sshds.iter().enumerate() {
         assert_eq!(logins(sshd), 1, "host {index} of the chain: {}", sshd.log());
     }
+    chain.lab.close().await.unwrap();
+}
+
+/// The password of the target's telnet login.
+const TELNET_PASSWORD: &str = "tether-telnet-hops";
+
+/// sshds in `hop1` and `hop2`, and a busybox telnetd with a login in
+/// `target`, whose inventory entry reaches it through both hops with
+/// `term: telnet` and files over that telnet session (`shellfs`).
+async fn telnet_behind_two_hops() -> (Chain, Telnetd) {
+    let mut chain = Chain::start(&[HOP1, HOP2]).await;
+    let telnetd = tokio::task::spawn_blocking(|| {
+        Telnetd::builder(TelnetdKind::Busybox).login("root", TELNET_PASSWORD).netns(TARGET).start()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("start telnetd in {}: {e}", TARGET.name()));
+    let port = telnetd.port();
+    chain.edit_inventory(|inventory| {
+        inventory["target"] = json!({
+            "ip": TARGET.addr().to_string(),
+            "hop": "hop2",
+            "term": "telnet",
+            "transfer": "shellfs",
+            "creds": {"root": TELNET_PASSWORD},
+            "telnet_options": {"port": port, "connect_timeout": 10.0, "max_sessions": 2},
+        });
+    });
+    chain.last = "target";
+    (chain, telnetd)
+}
+
+/// The exec part of the suite over telnet, to the target through two SSH
+/// hops (files and tunnels are refused, as `telnet` declares neither).
+mod telnet_two_hops {
+    async fn subject() -> super::Subject {
+        let (chain, telnetd) = super::telnet_behind_two_hops().await;
+        let overrides = super::Overrides { transfer: Some("telnet".into()), ..Default::default() };
+        let host = std::sync::Arc::new(chain.lab.host_with("target", &overrides).unwrap());
+        let scratch = chain.scratch();
+        let base = scratch.path().to_str().unwrap().to_string();
+        let mut subject = super::Subject::of_host(host, base);
+        subject.guard = Box::new((chain, telnetd, scratch));
+        subject
+    }
+    tether_core::conformance!(subject);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnet_behind_two_hops_runs_commands_and_moves_files_over_its_session() {
+    let (chain, _telnetd) = telnet_behind_two_hops().await;
+    let host = chain.lab.host_with("target", &Overrides::default()).unwrap();
+    assert_eq!((host.config().term.as_str(), host.config().transfer.as_str()), ("telnet", "shellfs"));
+    // The commands run in the target's namespace, reached only through the hops.
+    assert_eq!(namespace_of(&host).await, "tether-target");
+    let out = host.exec(&Command::shell("printf 'a\\000b'; exit 4")).await.unwrap();
+    assert_eq!((out.stdout.as_slice(), out.status.code()), (&b"a\0b"[..], Some(4)));
+
+    // Files over the same telnet session (shellfs borrows the host's term).
+    let scratch = chain.scratch();
+    let local = scratch.path().join("source");
+    let data = random_bytes(300 << 10, 78);
+    std::fs::write(&local, &data).unwrap();
+    let remote = scratch.path().join("moved over telnet");
+    let options = PutOptions { mode: Some(0o600), ..Default::default() };
+    assert_eq!(host.put_file(&local, &remote, &options, false, None).await.unwrap(), data.len() as u64);
+    let back = scratch.path().join("back");
+    assert_eq!(host.get_file(&remote, &back, None).await.unwrap(), data.len() as u64);
+    assert!(std::fs::read(&back).unwrap() == data, "content differs after a round trip over telnet");
+    let meta = std::fs::metadata(&remote).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
     chain.lab.close().await.unwrap();
 }
 

@@ -138,8 +138,15 @@ impl ShellFiles {
         let script = format!("umask 077; set -C; exec cat > {}", word(temp));
         let mut process = self.inner.spawn(&command(&script)).await.map_err(|e| from_script("put", &shown, e))?;
         let Some(mut stdin) = process.stdin.take() else {
-            stop(&mut process).await;
-            return Err(protocol("put", &script, "the process has no stdin"));
+            // A terminal (`terminal_io`) has no stdin pipe: `cat` read
+            // nothing and made the empty private file; the data follows in
+            // commands that carry it as their stdin bytes.
+            drop(process.stdout.take());
+            let status = process.wait().await.map_err(|e| from_script("put", &shown, e))?;
+            if !status.success() {
+                return Err(failed("put", &shown, output_of(status, Vec::new())));
+            }
+            return self.upload_in_commands(source, temp, remote).await;
         };
         let stderr = Drain::start(process.stderr.take());
         drop(process.stdout.take());
@@ -173,6 +180,34 @@ impl ShellFiles {
         match pipe_error {
             Some(e) => Err(Error::io("put", e).with_context(format!("{shown}: writing to `cat`"))),
             None => Ok(sent),
+        }
+    }
+}
+
+impl ShellFiles {
+    /// Appends `source` to `temp` a chunk per command, each chunk the
+    /// command's [`Command::stdin`]: for transports whose commands have no
+    /// stdin pipe. Returns the bytes sent.
+    async fn upload_in_commands(
+        &self,
+        source: &mut (dyn AsyncRead + Send + Unpin),
+        temp: &Path,
+        remote: &Path,
+    ) -> Result<u64> {
+        let shown = remote.display();
+        let append = format!("exec cat >> {}", word(temp));
+        let mut buffer = vec![0u8; CHUNK];
+        let mut sent = 0u64;
+        loop {
+            let n = read_full(source, &mut buffer)
+                .await
+                .map_err(|e| Error::io("put", e).with_context(format!("{shown}: reading the source")))?;
+            if n == 0 {
+                return Ok(sent);
+            }
+            let chunk = bytes::Bytes::copy_from_slice(&buffer[..n]);
+            self.inner.exec(&command(&append).stdin(chunk)).await.map_err(|e| from_script("put", &shown, e))?;
+            sent += n as u64;
         }
     }
 }

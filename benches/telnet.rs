@@ -1,0 +1,2 @@
+//! The telnet benchmark: being written.
+fn main() {}
