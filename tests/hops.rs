@@ -542,6 +542,32 @@ async fn the_cli_opens_a_shell_behind_two_hops() {
     assert!(stdout.contains("ns=tether-target"), "{stdout}");
 }
 
+/// `tether shell` on a telnet host behind two hops: what is typed runs in
+/// the target's namespace, and `exit` ends the session (telnet carries no
+/// status: the CLI exits 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_opens_a_telnet_shell_behind_two_hops() {
+    use std::io::Write;
+    let (mut chain, _telnetd) = telnet_behind_two_hops().await;
+    // The binary links no shellfs (an example plugin).
+    chain.edit_inventory(|inventory| inventory["target"]["transfer"] = json!("telnet"));
+    let mut child = tether_command(&chain.hosts_file(), &["shell", "target"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the tether binary runs");
+    let mut keys = child.stdin.take().unwrap();
+    keys.write_all(b"echo ns=$(ip netns identify $$)\rexit\r").unwrap();
+    let waited =
+        tokio::time::timeout(Duration::from_secs(30), tokio::task::spawn_blocking(move || child.wait_with_output()));
+    let out = waited.await.expect("the shell ends after `exit`").unwrap().unwrap();
+    drop(keys);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ns=tether-target"), "{stdout}");
+}
+
 /// `tether forward` through two hops: the printed local port reaches the
 /// target's sshd, an address the test process has no route to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,12 @@ pub(crate) async fn run(context: &Context, args: ShellArgs) -> Result<u8, Error>
     drop(raw);
     let status = status?;
     host.close().await?;
-    Ok(u8::try_from(status.shell_code() & 0xff).unwrap_or(255))
+    match status {
+        // A session that carries no status (telnet: the host hung up after
+        // `exit`) ended as the user asked.
+        tether::ExitStatus::Unknown => Ok(0),
+        status => Ok(u8::try_from(status.shell_code() & 0xff).unwrap_or(255)),
+    }
 }
 
 /// Keys to the remote side, its screen to ours, and window size changes

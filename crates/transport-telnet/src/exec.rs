@@ -106,7 +106,7 @@ impl Transport for TelnetHost {
             what: self.what.clone(),
         };
         let terminal = self.open_terminal(setup).await?;
-        Ok(interactive(terminal))
+        Ok(interactive(terminal, self.options.auto_window_resize))
     }
 }
 
@@ -129,7 +129,10 @@ fn framed_line(command: &Command, token: &str) -> String {
     // share the last (possibly continued) line, so a line editor's redraws
     // between lines all come before the begin marker.
     let mut lines = Vec::new();
-    let typed_as_is = script.len() <= TYPED_LINE && !script.bytes().any(|b| b < 0x20 || b == 0x7f);
+    // Bytes over 0x7f are not typed either: we send NVT text, not binary,
+    // and a server whose terminal strips the 8th bit of NVT input (inetutils
+    // telnetd sets ISTRIP) would turn `\xc3\xa9` into `C)`.
+    let typed_as_is = script.len() <= TYPED_LINE && script.bytes().all(|b| (0x20..0x7f).contains(&b));
     let run = if typed_as_is {
         format!("sh -c {}", quote(&script))
     } else {
@@ -453,7 +456,8 @@ impl ProcessControl for Control {
 }
 
 /// An interactive shell: keys go out as typed, text comes back as sent.
-fn interactive(mut terminal: Terminal) -> Process {
+/// Window size changes reach the server only with `auto_window_resize`.
+fn interactive(mut terminal: Terminal, pass_resizes: bool) -> Process {
     let writer = terminal.writer.clone();
     let (stdin_local, mut stdin_remote) = tokio::io::duplex(PIPE);
     let (mut stdout_remote, stdout_local) = tokio::io::duplex(PIPE);
@@ -485,7 +489,7 @@ fn interactive(mut terminal: Terminal) -> Process {
         let _ = stdout_remote.shutdown().await;
         let _ = done_tx.send(ending);
     });
-    let control = ShellControl { writer, done: Some(done) };
+    let control = ShellControl { writer, done: Some(done), pass_resizes };
     Process::new(
         Some(Box::pin(stdin_local) as BoxWriter),
         Some(Box::pin(stdout_local) as BoxReader),
@@ -498,6 +502,7 @@ fn interactive(mut terminal: Terminal) -> Process {
 struct ShellControl {
     writer: Arc<Writer>,
     done: Option<oneshot::Receiver<Ending>>,
+    pass_resizes: bool,
 }
 
 #[async_trait]
@@ -515,6 +520,10 @@ impl ProcessControl for ShellControl {
     }
 
     async fn resize(&mut self, cols: u16, rows: u16) -> Result<()> {
+        if !self.pass_resizes {
+            // Off by default, so automated runs see one fixed size.
+            return Ok(());
+        }
         self.writer.resize(cols, rows).await
     }
 }
@@ -541,9 +550,9 @@ mod tests {
     #[test]
     fn control_bytes_and_long_scripts_are_never_typed() {
         let long = "x".repeat(10_000);
-        for command in [Command::argv(["printf", "tab\there"]), Command::argv(["echo", &long])] {
+        for command in [Command::argv(["printf", "tab\there"]), Command::argv(["echo", &long]), Command::argv(["echo", "\u{e9}"])] {
             let line = framed_line(&command, "T1");
-            assert!(!line.bytes().any(|b| (b < 0x20 && b != b'\n' && b != b'\r') || b == 0x7f), "{line}");
+            assert!(!line.bytes().any(|b| (b < 0x20 && b != b'\n' && b != b'\r') || b >= 0x7f), "{line}");
             assert!(line.lines().all(|l| l.len() < 4000), "a line over the canonical limit");
             assert!(line.contains("sh -c \"$tether_script\""));
         }
