@@ -568,6 +568,31 @@ async fn the_cli_opens_a_telnet_shell_behind_two_hops() {
     assert!(stdout.contains("ns=tether-target"), "{stdout}");
 }
 
+/// The telnet password goes over the wire and nowhere else: not in a trace
+/// log of a whole login and command, nor in the error of a refused login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_telnet_password_stays_out_of_logs_and_errors() {
+    let (mut chain, _telnetd) = telnet_behind_two_hops().await;
+    chain.edit_inventory(|inventory| inventory["target"]["transfer"] = json!("telnet"));
+    let out = tether_command(&chain.hosts_file(), &["-vv", "exec", "target", "--", "printf", "in"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!((out.status.code(), out.stdout.as_slice()), (Some(0), &b"in"[..]), "{stderr}");
+    assert!(stderr.len() > 1000, "the trace log is not on: {stderr}");
+    assert!(!stderr.contains(TELNET_PASSWORD), "the password is in the log");
+
+    chain.edit_inventory(|inventory| inventory["target"]["creds"] = json!({"root": "wrong-password-here"}));
+    let out = tether_command(&chain.hosts_file(), &["exec", "target", "--", "true"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("authentication"), "{stderr}");
+    assert!(!stderr.contains("wrong-password-here"), "{stderr}");
+}
+
 /// `tether forward` through two hops: the printed local port reaches the
 /// target's sshd, an address the test process has no route to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
