@@ -91,7 +91,14 @@ impl Transport for TelnetHost {
             }
             let _ = done_tx.send(ending);
         });
-        let control = Control { writer, done: Some(done), abandon, interrupted: None, ended: None };
+        let control = Control {
+            writer,
+            done: Some(done),
+            abandon,
+            interrupted: None,
+            ended: None,
+            close_at_once: self.options.single_client_console,
+        };
         Ok(Process::new(None, Some(Box::pin(stdout_reader) as BoxReader), None, Box::new(control)))
     }
 
@@ -367,7 +374,7 @@ fn parse_status(digits: &[u8]) -> Option<i32> {
 
 fn abandoned(loan: &Loan) -> Error {
     Error::new(ErrorKind::Timeout, "exec").with_context(format!(
-        "{}: the command did not end after ^C and ^\\; the session was closed",
+        "{}: the command did not end when interrupted; the session was closed",
         loan.session.terminal.what
     ))
 }
@@ -385,6 +392,10 @@ struct Control {
     /// The interrupt that ended it, if we sent one (`INT`, `QUIT`).
     interrupted: Option<&'static str>,
     ended: Option<Ending>,
+    /// A single-client console: the session is closed at the kill, so that
+    /// the next connect gets in at once rather than after the interrupts'
+    /// grace (a console command often ignores ^C and ^\ anyway).
+    close_at_once: bool,
 }
 
 impl std::fmt::Debug for Control {
@@ -437,6 +448,16 @@ impl ProcessControl for Control {
 
     async fn kill(&mut self) -> Result<()> {
         if self.ended.is_some() || self.done.is_none() {
+            return Ok(());
+        }
+        if self.close_at_once {
+            // ^C all the same, so a console command that honours it does not
+            // outlive us; then close without waiting.
+            self.interrupted = Some("INT");
+            let _ = self.writer.send_text(b"\x03").await;
+            self.abandon.notify_one();
+            self.writer.shutdown().await;
+            let _ = self.ending_within(Some(INTERRUPT_GRACE)).await;
             return Ok(());
         }
         for (key, signal) in [(b"\x03", "INT"), (b"\x1c", "QUIT")] {
@@ -550,7 +571,9 @@ mod tests {
     #[test]
     fn control_bytes_and_long_scripts_are_never_typed() {
         let long = "x".repeat(10_000);
-        for command in [Command::argv(["printf", "tab\there"]), Command::argv(["echo", &long]), Command::argv(["echo", "\u{e9}"])] {
+        for command in
+            [Command::argv(["printf", "tab\there"]), Command::argv(["echo", &long]), Command::argv(["echo", "\u{e9}"])]
+        {
             let line = framed_line(&command, "T1");
             assert!(!line.bytes().any(|b| (b < 0x20 && b != b'\n' && b != b'\r') || b >= 0x7f), "{line}");
             assert!(line.lines().all(|l| l.len() < 4000), "a line over the canonical limit");

@@ -6,6 +6,7 @@ use regex::bytes::Regex;
 use tether_core::{Error, ErrorKind, Result};
 use tokio::time::Instant;
 
+use crate::exec::clean_console_text;
 use crate::options::TelnetOptions;
 use crate::terminal::Terminal;
 
@@ -67,7 +68,7 @@ pub(crate) async fn log_in(
     })?;
     let asked = terminal
         .read_until("login", deadline, PROMPT_WINDOW, |text| {
-            prompt_end(text, ending).or_else(|| shell_prompt.is_match(text).then_some(text.len()))
+            prompt_end(text, ending).or_else(|| shows_prompt(&shell_prompt, text).then_some(text.len()))
         })
         .await?;
     let line = last_line(&asked);
@@ -98,12 +99,12 @@ pub(crate) async fn log_in(
             if REFUSALS.iter().any(|r| lower.contains(r)) || prompt_end(text, ending).is_some() {
                 return Some(text.len());
             }
-            shell_prompt.is_match(text).then_some(text.len())
+            shows_prompt(&shell_prompt, text).then_some(text.len())
         })
         .await?;
     let lower = String::from_utf8_lossy(&verdict).to_lowercase();
     if REFUSALS.iter().any(|r| lower.contains(r))
-        || (prompt_end(&verdict, ending).is_some() && !shell_prompt.is_match(&verdict))
+        || (prompt_end(&verdict, ending).is_some() && !shows_prompt(&shell_prompt, &verdict))
     {
         return Err(auth_error(&what, format!("the password for `{user}` was refused")));
     }
@@ -155,8 +156,18 @@ const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500
 pub(crate) async fn wait_for_prompt(terminal: &mut Terminal, prompt: &Regex, deadline: Instant) -> Result<()> {
     // An empty line makes a console that already printed its prompt print it again.
     terminal.writer.send_text(b"\r").await?;
-    terminal.read_until("connect", deadline, PROMPT_WINDOW, |text| prompt.is_match(text).then_some(text.len())).await?;
+    terminal
+        .read_until("connect", deadline, PROMPT_WINDOW, |text| shows_prompt(prompt, text).then_some(text.len()))
+        .await?;
     Ok(())
+}
+
+/// Whether `prompt` matches `text` as a user reads it: without the CRs and
+/// ANSI sequences around it (a Zephyr prompt ends with a colour reset,
+/// `\x1b[1;32muart:~$ \x1b[m`, which a pattern anchored at the end would
+/// never match raw). `exec::until_prompt` matches the same cleaned text.
+fn shows_prompt(prompt: &Regex, text: &[u8]) -> bool {
+    prompt.is_match(&clean_console_text(text))
 }
 
 /// The first position of `needle` in `haystack`.
@@ -180,5 +191,14 @@ mod tests {
         assert_eq!(last_line(b"root\r\nPassword: "), "password:");
         assert!(is_password_prompt(&last_line(b"\r\nPassword: ")));
         assert_eq!(find(b"abc\x1eR1\x1f\n", b"\x1eR1\x1f\n"), Some(3));
+    }
+
+    #[test]
+    fn a_coloured_prompt_is_seen_through_its_colours() {
+        let prompt = Regex::new(r"[#$>%] ?$").unwrap();
+        let zephyr = b"\r\n\x1b[1;32muart:~$ \x1b[m";
+        assert!(!prompt.is_match(zephyr), "the raw text ends with the colour reset");
+        assert!(shows_prompt(&prompt, zephyr));
+        assert!(!shows_prompt(&prompt, b"\x1b[1;32muart:~$ \x1b[mecho hi\r\n"));
     }
 }

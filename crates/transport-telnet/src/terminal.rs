@@ -55,6 +55,9 @@ pub(crate) struct Setup {
 /// being read.
 pub(crate) struct Writer {
     half: Mutex<WriteHalf<BoxStream>>,
+    /// Set by [`Writer::shutdown`]: the session can send nothing more, and
+    /// must not go back to the pool even if its command ended meanwhile.
+    shut: AtomicBool,
     pacing: Option<(usize, Duration)>,
     what: Arc<str>,
 }
@@ -99,6 +102,7 @@ impl Writer {
 
     /// Closes the sending side: the server sees the end of the connection.
     pub(crate) async fn shutdown(&self) {
+        self.shut.store(true, Ordering::SeqCst);
         let _ = self.half.lock().await.shutdown().await;
     }
 }
@@ -149,7 +153,12 @@ impl Terminal {
     pub(crate) async fn start(stream: BoxStream, setup: Setup) -> Result<Terminal> {
         let what: Arc<str> = setup.what.clone().into();
         let (read, write) = tokio::io::split(stream);
-        let writer = Arc::new(Writer { half: Mutex::new(write), pacing: setup.pacing, what: what.clone() });
+        let writer = Arc::new(Writer {
+            half: Mutex::new(write),
+            shut: AtomicBool::new(false),
+            pacing: setup.pacing,
+            what: what.clone(),
+        });
         let mut negotiator = Negotiator::new(Policy {
             local: vec![option::TTYPE, option::NAWS, option::SGA],
             remote: if setup.server_echo {
@@ -207,9 +216,9 @@ impl Terminal {
         }
     }
 
-    /// True once the connection is gone.
+    /// True once the connection is gone (or we closed our side).
     pub(crate) fn has_ended(&self) -> bool {
-        self.ended.load(Ordering::SeqCst) || self.task.is_finished()
+        self.ended.load(Ordering::SeqCst) || self.task.is_finished() || self.writer.shut.load(Ordering::SeqCst)
     }
 
     /// Appends the next text that arrives to `pending`; fails with
