@@ -367,6 +367,20 @@ fn flush(text: &mut Vec<u8>, events: &mut Vec<Event>) {
     }
 }
 
+/// `events` with adjacent [`Event::Data`] joined: how the decodes of one
+/// stream split in different places compare equal (the split property the
+/// tests and the fuzz target check).
+pub fn merged(events: impl IntoIterator<Item = Event>) -> Vec<Event> {
+    let mut out: Vec<Event> = Vec::new();
+    for event in events {
+        match (out.last_mut(), event) {
+            (Some(Event::Data(prev)), Event::Data(next)) => prev.extend_from_slice(&next),
+            (_, event) => out.push(event),
+        }
+    }
+    out
+}
+
 /// Appends `data` as NVT text: IAC doubled, a CR not followed by LF sent as CR NUL (a CR at the very end of `data` also becomes CR NUL).
 ///
 /// Each call stands alone: a CR ending `data` is sent as CR NUL even if the
@@ -443,17 +457,6 @@ mod tests {
                 events
             })
             .collect()
-    }
-
-    fn merge_data(events: impl IntoIterator<Item = Event>) -> Vec<Event> {
-        let mut out: Vec<Event> = Vec::new();
-        for event in events {
-            match (out.last_mut(), event) {
-                (Some(Event::Data(prev)), Event::Data(next)) => prev.extend_from_slice(&next),
-                (_, event) => out.push(event),
-            }
-        }
-        out
     }
 
     fn data(bytes: &[u8]) -> Event {
@@ -747,7 +750,7 @@ mod tests {
                     _ => {}
                 }
             }
-            prop_assert_eq!(merge_data(whole), merge_data(split));
+            prop_assert_eq!(merged(whole), merged(split));
         }
 
         /// Exact for every byte string: escaping `data`, cut into any pieces

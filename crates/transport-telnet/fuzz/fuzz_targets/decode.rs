@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tether_transport_telnet::codec::{Decoder, Event, escape};
+use tether_transport_telnet::codec::{Decoder, Event, escape, merged};
 
 fuzz_target!(|input: &[u8]| {
     let [limit, n, rest @ ..] = input else { return };
@@ -45,7 +45,7 @@ fuzz_target!(|input: &[u8]| {
             _ => {}
         }
     }
-    assert_eq!(merge_data(whole), merge_data(split));
+    assert_eq!(merged(whole), merged(split));
 
     let mut wire = Vec::new();
     escape(stream, &mut wire);
@@ -60,14 +60,3 @@ fuzz_target!(|input: &[u8]| {
         .collect();
     assert_eq!(text, stream);
 });
-
-fn merge_data(events: Vec<Event>) -> Vec<Event> {
-    let mut out: Vec<Event> = Vec::new();
-    for event in events {
-        match (out.last_mut(), event) {
-            (Some(Event::Data(prev)), Event::Data(next)) => prev.extend_from_slice(&next),
-            (_, event) => out.push(event),
-        }
-    }
-    out
-}
