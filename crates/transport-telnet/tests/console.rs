@@ -219,3 +219,51 @@ async fn a_busy_single_client_console_turns_a_second_host_away_at_once() {
     })
     .await;
 }
+
+/// The console asks for the window size and terminal type: commands get the
+/// `cols`/`rows` of the options and `dumb`; an interactive shell gets its
+/// own size and `TERM`, and later sizes only with `auto_window_resize`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_size_and_terminal_type_are_told_as_asked() {
+    use support::telnet::{DO, IAC, SB, SE};
+    const NAWS: u8 = 31;
+    const TTYPE: u8 = 24;
+    bounded(LIMIT, async {
+        let ask = vec![IAC, DO, NAWS, IAC, DO, TTYPE, IAC, SB, TTYPE, 1, IAC, SE];
+        let told = |stats: &Stats| stats.subnegotiations.lock().unwrap().clone();
+        let console = Console::start(Config { preamble: ask.clone(), ..Config::default() }).await;
+        let host = console_host(&console, &[("cols", json!(200)), ("rows", json!(255))]);
+        assert_eq!(host.exec(&Command::shell("echo sized")).await.unwrap().stdout, b"sized\n");
+        // 255 is doubled on the wire and undone by the console's decoder.
+        let subs = told(&console.stats);
+        assert!(subs.contains(&(NAWS, vec![0, 200, 0, 255])), "{subs:?}");
+        assert!(subs.contains(&(TTYPE, [&[0u8][..], b"dumb"].concat())), "{subs:?}");
+
+        for (resizes, expected) in [(false, false), (true, true)] {
+            let console = Console::start(Config { preamble: ask.clone(), ..Config::default() }).await;
+            let host = console_host(&console, &[("auto_window_resize", json!(resizes))]);
+            let pty = tether_core::Pty { term: "vt220".into(), cols: 90, rows: 30 };
+            let mut shell = host.transport().await.unwrap().shell(&pty).await.unwrap();
+            // Once the console has the first size, a resize follows.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !told(&console.stats).contains(&(NAWS, vec![0, 90, 0, 30])) {
+                assert!(Instant::now() < deadline, "no first size: {:?}", told(&console.stats));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(told(&console.stats).contains(&(TTYPE, [&[0u8][..], b"vt220"].concat())));
+            shell.resize(120, 40).await.unwrap();
+            // A marker command after the resize: what the console got by then is all there is.
+            let mut stdin = shell.stdin.take().unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut stdin, b"echo marker\r").await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !console.stats.lines().iter().any(|line| line == b"echo marker") {
+                assert!(Instant::now() < deadline, "the marker line never arrived");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let resized = told(&console.stats).contains(&(NAWS, vec![0, 120, 0, 40]));
+            assert_eq!(resized, expected, "auto_window_resize = {resizes}: {:?}", told(&console.stats));
+            shell.kill().await.unwrap();
+        }
+    })
+    .await;
+}

@@ -72,6 +72,8 @@ pub struct Stats {
     pub lines: Mutex<Vec<Vec<u8>>>,
     /// Every negotiation command the client sent: (verb, option).
     pub negotiations: Mutex<Vec<(u8, u8)>>,
+    /// Every subnegotiation the client sent: (option, payload).
+    pub subnegotiations: Mutex<Vec<(u8, Vec<u8>)>>,
     /// Bytes the client sent in all.
     pub received: AtomicU64,
 }
@@ -85,6 +87,7 @@ impl Stats {
             dropped: AtomicU64::new(0),
             lines: Mutex::new(Vec::new()),
             negotiations: Mutex::new(Vec::new()),
+            subnegotiations: Mutex::new(Vec::new()),
             received: AtomicU64::new(0),
         }
     }
@@ -213,7 +216,8 @@ async fn serve(stream: TcpStream, config: &Config, stats: &Stats) {
                                 let _ = out.send(Out::Raw(reply.to_vec()));
                             }
                         }
-                        Ev::Sub(..) | Ev::Command(_) => {}
+                        Ev::Sub(option, payload) => stats.subnegotiations.lock().unwrap().push((option, payload)),
+                        Ev::Command(_) => {}
                     }
                 }
                 uart.arrive(now, &text, &mut |byte| cpu.byte(byte));
