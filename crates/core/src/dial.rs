@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use crate::error::{Error, ErrorKind, Result};
 use crate::tunnel::{BoxStream, PortForward, Tunnel, forward_port};
 
+mod quick_ack;
+
 /// Reaches `host:port` for a transport: directly, or through a hop's tunnel.
 #[derive(Clone)]
 pub struct Dialer {
@@ -45,10 +47,12 @@ impl fmt::Debug for Dialed {
 }
 
 impl Dialed {
-    /// The stream as a [`BoxStream`], whatever its kind.
+    /// The stream as a [`BoxStream`], whatever its kind. A TCP stream
+    /// acknowledges every segment at once (see `quick_ack`); a stream
+    /// through a hop rides the hop's own socket.
     pub fn boxed(self) -> BoxStream {
         match self {
-            Dialed::Tcp(stream) => Box::new(stream),
+            Dialed::Tcp(stream) => Box::new(quick_ack::QuickAck { inner: stream }),
             Dialed::Tunneled(stream) => stream,
         }
     }

@@ -130,9 +130,11 @@ pub(crate) async fn prepare_shell(terminal: &mut Terminal, token: &str, deadline
     // where the framing drops everything.
     let probe = format!("trap : INT QUIT; printf '\\036R{token}\\037\\n'\r");
     let marker = format!("\x1eR{token}\x1f\n").into_bytes();
+    let mut interval = FIRST_PROBE_INTERVAL;
     loop {
         terminal.writer.send_text(probe.as_bytes()).await?;
-        let wait = deadline.min(Instant::now() + PROBE_INTERVAL);
+        let wait = deadline.min(Instant::now() + interval);
+        interval = (interval * 2).min(PROBE_INTERVAL);
         let answer = terminal.read_until("connect", wait, PROMPT_WINDOW + marker.len(), |text| {
             find(text, &marker).map(|at| at + marker.len())
         });
@@ -149,7 +151,12 @@ pub(crate) async fn prepare_shell(terminal: &mut Terminal, token: &str, deadline
     }
 }
 
-/// How often the shell probe is sent again while the shell is silent.
+/// How soon the shell probe is sent again while the shell is silent: the
+/// first one is usually taken by the line editor with the `exec`, so the
+/// second follows soon, and later ones back off to [`PROBE_INTERVAL`].
+const FIRST_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// The longest wait between two shell probes.
 const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Waits for a console's prompt (no POSIX shell): whatever came first is dropped.
@@ -172,10 +179,11 @@ fn shows_prompt(prompt: &Regex, text: &[u8]) -> bool {
 
 /// The first position of `needle` in `haystack`.
 pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
+    if needle.is_empty() {
         return None;
     }
-    haystack.windows(needle.len()).position(|window| window == needle)
+    // On every chunk of a command's output: memchr's search, not a window scan.
+    memchr::memmem::find(haystack, needle)
 }
 
 #[cfg(test)]

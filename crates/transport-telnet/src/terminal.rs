@@ -207,8 +207,19 @@ impl Terminal {
 
     /// Waits (at most `limit`) for the server to answer our option requests;
     /// a server that never answers is fine, only slower to start.
+    /// The server's first text (a login prompt) ends the wait too: it has
+    /// said what it had to say first, and a late answer is still handled.
     pub(crate) async fn settle(&mut self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, self.unanswered.wait_for(|n| *n == 0)).await;
+        let unanswered = &mut self.unanswered;
+        tokio::select! {
+            _ = unanswered.wait_for(|n| *n == 0) => {}
+            chunk = self.text.recv() => {
+                if let Some(chunk) = chunk {
+                    self.pending.extend_from_slice(&chunk);
+                }
+            }
+            () = tokio::time::sleep(limit) => {}
+        }
         // A server that ignores BINARY altogether sends raw bytes (busybox
         // telnetd, serial bridges); one that refused it sends NVT text.
         if !self.text_mode.answered.load(Ordering::SeqCst) {

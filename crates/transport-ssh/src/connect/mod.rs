@@ -2,9 +2,10 @@
 //! checked against `known_hosts`, authentication, and [`SshConnection`], the
 //! one SSH session per host that every channel shares.
 //!
-//! The steps live apart: `socket` (the TCP stream), `algorithms` (russh's
-//! configuration), `handler` (the host-key policy and forwarded
-//! connections) and `auth` (the methods of `preferred_auth`).
+//! The steps live apart: `algorithms` (russh's configuration), `handler`
+//! (the host-key policy and forwarded connections) and `auth` (the methods
+//! of `preferred_auth`). The TCP stream is the dialer's (quick ACKs
+//! included).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use russh::client;
 use tether_core::{
-    BoxFuture, BoxStream, ConnectRequest, Connection, Dialed, Dialer, Error, ErrorKind, FileTransfer, HostConfig,
-    Result, Transport, Tunnel,
+    BoxFuture, BoxStream, ConnectRequest, Connection, Dialer, Error, ErrorKind, FileTransfer, HostConfig, Result,
+    Transport, Tunnel,
 };
 use tokio::sync::Semaphore;
 
@@ -27,12 +28,10 @@ use crate::tunnel::{Forwards, RemoteRoutes};
 mod algorithms;
 mod auth;
 mod handler;
-mod socket;
 
 use algorithms::client_config;
 use auth::authenticate;
 pub(crate) use handler::ClientHandler;
-use socket::QuickAck;
 
 /// One authenticated SSH session to a host; every command opens a channel on it.
 pub struct SshSession {
@@ -210,11 +209,7 @@ async fn connect_shared(host: Arc<HostConfig>, dialer: Dialer) -> Result<SshConn
     let limit = options.connect_timeout()?;
     let target = format!("{login}@{address}:{port}");
 
-    let stream: BoxStream = match dialer.connect(&address, port, limit).await? {
-        Dialed::Tcp(stream) => Box::new(QuickAck { inner: stream }),
-        // SSH over the hop's SSH channel: the hop's TCP socket is its own.
-        Dialed::Tunneled(stream) => stream,
-    };
+    let stream: BoxStream = dialer.connect(&address, port, limit).await?.boxed();
     let config = Arc::new(client_config(&options)?);
     let refusal = Arc::new(Mutex::new(None));
     let remote_routes = Arc::new(RemoteRoutes::default());

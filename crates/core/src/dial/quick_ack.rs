@@ -1,16 +1,19 @@
-//! The TCP socket under an SSH connection.
+//! The TCP stream a [`crate::Dialer`] hands out, acknowledging every
+//! segment at once.
 
 use tokio::net::TcpStream;
 
-/// The TCP stream, acknowledging every segment at once. OpenSSH sends small
-/// packets back to back without `TCP_NODELAY` (debug messages after a
-/// publickey login, then the channel confirmation; and a hop's sshd writes
-/// each message it forwards on its own: exit-status, then EOF and close), so
-/// the later ones wait for the ACK of the first, which Linux delays by
-/// 40 ms (most of a connect's time, and one exec in five through a hop;
-/// BENCHMARKS.md has the figures). `TCP_QUICKACK` is not sticky (the kernel drops back to
-/// delayed ACKs on its own), so it is set again after every read; the
-/// syscall costs about a microsecond, under 1% of a bulk transfer's reads.
+/// A TCP stream that acknowledges every segment at once. Servers write small
+/// segments back to back without `TCP_NODELAY`: OpenSSH (debug messages after
+/// a publickey login, then the channel confirmation; a hop's sshd writes each
+/// message it forwards on its own), busybox `telnetd` (a command's output
+/// after the echo of its line). The later segment then waits for the ACK of
+/// the first, which Linux delays by 40 ms: most of a connect's time, one SSH
+/// exec in five through a hop, and every telnet command (23 commands/s
+/// instead of hundreds; BENCHMARKS.md has the figures). `TCP_QUICKACK` is
+/// not sticky (the kernel drops back to delayed ACKs on its own), so it is
+/// set again after every read; the syscall costs about a microsecond, under
+/// 1% of a bulk transfer's reads.
 pub(super) struct QuickAck {
     pub(super) inner: TcpStream,
 }
