@@ -75,3 +75,43 @@ async fn stdin_bytes_of_every_value_arrive_exactly() {
         );
     }
 }
+
+/// An interactive shell passes ^C through to the host's terminal: it stops
+/// the running command, not the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_in_a_shell_interrupts_the_command_and_keeps_the_session() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let telnetd = busybox_with_login().await;
+    let host = host(host_for(&telnetd, true, PASSWORD));
+    let pty = tether_core::Pty::default();
+    let mut shell = host.transport().await.unwrap().shell(&pty).await.unwrap();
+    let mut keys = shell.stdin.take().unwrap();
+    let mut screen = shell.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut wait_for = async |needle: &[u8]| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buffer = [0u8; 4096];
+        while !seen.windows(needle.len()).any(|w| w == needle) {
+            let n = tokio::time::timeout_at(deadline.into(), screen.read(&mut buffer))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("no {:?} in {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(&seen))
+                })
+                .unwrap();
+            assert!(n > 0, "the session ended: {:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buffer[..n]);
+        }
+    };
+    // START comes from the very process that then becomes `sleep` (the echo
+    // of the line shows `START;`), so ^C after it can only hit that process.
+    keys.write_all(b"sh -c 'echo START; exec sleep 30'\r").await.unwrap();
+    wait_for(b"START\r\n").await;
+    let started = Instant::now();
+    keys.write_all(b"\x03").await.unwrap();
+    keys.write_all(b"echo after=$?\r").await.unwrap();
+    wait_for(b"after=130").await;
+    assert!(started.elapsed() < Duration::from_secs(10), "^C did not stop `sleep 30`");
+    keys.write_all(b"exit\r").await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), shell.wait()).await.unwrap().unwrap();
+    assert_eq!(status, ExitStatus::Unknown, "a telnet session carries no status");
+}
