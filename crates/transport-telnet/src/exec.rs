@@ -39,6 +39,10 @@ use crate::terminal::{Setup, Terminal, Writer};
 /// session stops reading, and the host's output waits in the network).
 const PIPE: usize = 256 << 10;
 
+/// How long a console's text must stay still after what looks like its
+/// prompt, when the echo of the command was not seen, to take it as the end.
+const QUIET_PROMPT: Duration = Duration::from_millis(300);
+
 /// How long a command gets to end after ^C, then after ^\, before the
 /// session is abandoned (its socket closed, so the host hangs up on it).
 const INTERRUPT_GRACE: Duration = Duration::from_secs(3);
@@ -301,21 +305,50 @@ impl Run {
         let echo = self.echo.trim_end_matches('\r').as_bytes().to_vec();
         loop {
             let cleaned = clean_console_text(&self.terminal().pending);
-            // The prompt counts only after the echo of our own line.
-            let after_echo = match find(&cleaned, &echo) {
+            // The prompt counts only after the echo of our own line, which
+            // is the first line of what comes back (a later line may well
+            // hold the same text: `help` prints `help`).
+            let first_line = &cleaned[..cleaned.iter().position(|&b| b == b'\n').unwrap_or(cleaned.len())];
+            let after_echo = match find(first_line, &echo) {
                 Some(at) => at + echo.len(),
                 None => 0,
             };
-            if after_echo > 0 || echo.is_empty() {
-                let body = &cleaned[after_echo..];
-                if let Some(found) = prompt.find_iter(body).last().filter(|m| m.end() == body.len()) {
-                    let output = body[..found.start()].strip_prefix(b"\n").unwrap_or(&body[..found.start()]);
-                    let output = strip_last_line_start(output);
-                    self.emit(&output).await;
-                    self.terminal().pending.clear();
-                    let _ = self.out.shutdown().await;
-                    return (Ok(ExitStatus::Unknown), Some(self.loan));
+            let body = &cleaned[after_echo..];
+            let at_prompt = prompt.find_iter(body).last().filter(|m| m.end() == body.len());
+            // A console that does not echo (or wraps its echo) still ends at
+            // its prompt: taken once the text has stopped for a moment, so a
+            // prompt-like line in the middle of the output does not end it.
+            let quiet_prompt = at_prompt.is_some() && after_echo == 0 && !echo.is_empty() && {
+                let terminal = &mut self.loan.session.terminal;
+                let quiet_until = Instant::now() + QUIET_PROMPT;
+                match terminal.receive("exec", quiet_until).await {
+                    Err(err) if err.kind() == ErrorKind::Timeout => true,
+                    Err(err) => return (Err(err), None),
+                    Ok(()) => continue,
                 }
+            };
+            if quiet_prompt && echo_garbled(&cleaned, &echo, prompt) {
+                // The console is back at its prompt, so the session stays usable.
+                self.terminal().pending.clear();
+                let _ = self.out.shutdown().await;
+                let what = self.loan.session.terminal.what.clone();
+                return (
+                    Err(Error::new(ErrorKind::Protocol, "exec").with_context(format!(
+                        "{what}: the console echoed the line differently from what was sent: it arrived \
+                         corrupted (an overflowing UART input FIFO? set telnet_options.write_chunk_size)"
+                    ))),
+                    Some(self.loan),
+                );
+            }
+            if (after_echo > 0 || echo.is_empty() || quiet_prompt)
+                && let Some(found) = at_prompt
+            {
+                let output = body[..found.start()].strip_prefix(b"\n").unwrap_or(&body[..found.start()]);
+                let output = strip_last_line_start(output);
+                self.emit(&output).await;
+                self.terminal().pending.clear();
+                let _ = self.out.shutdown().await;
+                return (Ok(ExitStatus::Unknown), Some(self.loan));
             }
             match self.receive().await {
                 Ok(true) => {}
@@ -324,6 +357,17 @@ impl Run {
             }
         }
     }
+}
+
+/// Whether `text` holds an echo of the line that starts like `echo` but is
+/// not it: the console got the line damaged.
+/// The damaged echo is the first line, and it starts like the line sent
+/// (after a prompt the console may have printed again): output that merely
+/// mentions the command further on is not taken for one.
+fn echo_garbled(text: &[u8], echo: &[u8], prompt: &regex::bytes::Regex) -> bool {
+    let head = &echo[..echo.len().min(4)];
+    let first_line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    find(first_line, head).is_some_and(|at| at == 0 || prompt.is_match(&first_line[..at]))
 }
 
 /// The output before a prompt, without the partial line the prompt sits on

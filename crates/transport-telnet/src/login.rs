@@ -151,6 +151,9 @@ pub(crate) async fn prepare_shell(terminal: &mut Terminal, token: &str, deadline
     }
 }
 
+/// How long a console's text must stay still after its prompt at connect.
+const PROMPT_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// How soon the shell probe is sent again while the shell is silent: the
 /// first one is usually taken by the line editor with the `exec`, so the
 /// second follows soon, and later ones back off to [`PROBE_INTERVAL`].
@@ -166,6 +169,16 @@ pub(crate) async fn wait_for_prompt(terminal: &mut Terminal, prompt: &Regex, dea
     terminal
         .read_until("connect", deadline, PROMPT_WINDOW, |text| shows_prompt(prompt, text).then_some(text.len()))
         .await?;
+    // The empty line may bring a second prompt after the first: let it come
+    // and go, so the first command's output does not start with it.
+    loop {
+        match terminal.receive("connect", Instant::now() + PROMPT_SETTLE).await {
+            Ok(()) => {}
+            Err(err) if err.kind() == ErrorKind::Timeout => break,
+            Err(err) => return Err(err),
+        }
+    }
+    terminal.pending.clear();
     Ok(())
 }
 

@@ -42,6 +42,8 @@ pub struct Config {
     pub single_client: bool,
     /// Raw bytes sent first on every connection (a hostile preamble).
     pub preamble: Vec<u8>,
+    /// Echo typed characters (and the line end), as most consoles do.
+    pub echo: bool,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             line_delay: Duration::from_millis(3),
             single_client: false,
             preamble: Vec::new(),
+            echo: true,
         }
     }
 }
@@ -366,14 +369,18 @@ impl Cpu<'_> {
                 }
                 b'\n' if was_cr => {}
                 b'\r' | b'\n' => {
-                    self.text(b"\r\n");
+                    if self.config.echo {
+                        self.text(b"\r\n");
+                    }
                     let line = std::mem::take(&mut self.line);
                     self.execute(&line);
                 }
                 0x08 | 0x7f if self.line.pop().is_some() => self.text(b"\x08 \x08"),
                 0x20..=0x7e => {
                     self.line.push(byte);
-                    self.text(&[byte]);
+                    if self.config.echo {
+                        self.text(&[byte]);
+                    }
                 }
                 _ => {}
             },
