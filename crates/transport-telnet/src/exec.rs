@@ -70,6 +70,7 @@ impl Transport for TelnetHost {
             return Err(Error::new(ErrorKind::Unsupported, "exec")
                 .with_context("telnet runs commands as the user it logged in as"));
         }
+        let host = self.host_handle()?;
         let token = self.token();
         let (line, framed) = if self.options.posix_shell {
             (framed_line(command, &token), true)
@@ -87,7 +88,6 @@ impl Transport for TelnetHost {
         let (done_tx, done) = oneshot::channel();
         let abandon = Arc::new(Notify::new());
         let run = Run { loan, token, out: stdout_writer, abandon: abandon.clone(), echo: line };
-        let host = self.host_handle();
         tokio::spawn(async move {
             let (ending, loan) = if framed { run.framed().await } else { run.until_prompt(&host.prompt).await };
             if let Some(loan) = loan {
@@ -123,8 +123,10 @@ impl Transport for TelnetHost {
 
 impl TelnetHost {
     /// This host as an owned handle for a command's pump task.
-    fn host_handle(&self) -> Arc<TelnetHost> {
-        self.me.upgrade().expect("a TelnetHost lives in an Arc while it runs commands")
+    fn host_handle(&self) -> Result<Arc<TelnetHost>> {
+        self.me.upgrade().ok_or_else(|| {
+            Error::new(ErrorKind::ConnectionLost, "exec").with_context(format!("{}: the connection is gone", self.what))
+        })
     }
 }
 
