@@ -30,6 +30,24 @@
 //! or inetutils' `telnetd` behind `socat`, with a shell at once or a login
 //! ([`TelnetdBuilder::login`]).
 //!
+//! # FTP
+//!
+//! [`Vsftpd::start`] runs `/usr/sbin/vsftpd` (package `vsftpd`) for a login
+//! of its own, `tetherftp`, which exists only in the server's private mount
+//! namespace; [`VsftpdBuilder::tls`] requires explicit FTPS (`AUTH TLS`) with
+//! a self-signed certificate ([`Vsftpd::ca_file`]), and
+//! [`VsftpdBuilder::pasv_address`] makes `PASV` replies name another address:
+//!
+//! ```no_run
+//! use tether_test_servers::Vsftpd;
+//!
+//! let ftp = Vsftpd::builder().tls().start()?;
+//! let dir = ftp.scratch_dir(); // empty, owned by the login
+//! // The path of an FTP URL is relative to the login's home.
+//! let url = format!("ftp://{}:{}/{}/", ftp.ip(), ftp.port(), dir.strip_prefix(ftp.home())?.display());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Network namespaces
 //!
 //! For jump-host tests, [`netns`] describes a chain of network namespaces
@@ -47,7 +65,9 @@ mod process;
 mod programs;
 mod sshd;
 mod telnetd;
+mod vsftpd;
 
 pub use error::HarnessError;
 pub use sshd::{LogLevel, Sshd, SshdBuilder};
 pub use telnetd::{Telnetd, TelnetdBuilder, TelnetdKind};
+pub use vsftpd::{Vsftpd, VsftpdBuilder};

@@ -490,7 +490,7 @@ impl Sshd {
             let port = free_port()?;
             write_file(&config_path, &settings.render(&builder, ip, port), 0o644)?;
             let mut argv = match &mount_namespace {
-                Some(mounts) => mounts.argv(&sshd_program),
+                Some(mounts) => mounts.argv(&sshd_program)?,
                 None => vec![sshd_program.clone().into_os_string()],
             };
             if let Some((ip_program, ns)) = &netns_exec {
@@ -703,8 +703,6 @@ impl ConfigSettings<'_> {
 /// The files mounted over `/etc/shadow` and `/etc/pam.d/sshd` in sshd's
 /// private mount namespace, for password authentication.
 struct PasswordNamespace {
-    unshare: PathBuf,
-    mount: PathBuf,
     shadow: PathBuf,
     pam: PathBuf,
 }
@@ -725,8 +723,9 @@ password required pam_deny.so
 
 impl PasswordNamespace {
     fn prepare(dir: &Path, user: &str, password: &str) -> Result<Self, HarnessError> {
-        let unshare = programs::find("unshare", "util-linux")?;
-        let mount = programs::find("mount", "mount")?;
+        // Found now, so a missing one is reported before any work.
+        programs::find("unshare", "util-linux")?;
+        programs::find("mount", "mount")?;
         let openssl = programs::find("openssl", "openssl")?;
         if nix::unistd::User::from_name(user).ok().flatten().is_none() {
             return Err(HarnessError::Config(format!("password_auth: no system user {user:?}")));
@@ -742,24 +741,52 @@ impl PasswordNamespace {
         write_file(&shadow, &shadow_with_password(&shadow_text, user, &hash), 0o600)?;
         let pam = dir.join("pam-sshd");
         write_file(&pam, PAM_STACK, 0o644)?;
-        Ok(PasswordNamespace { unshare, mount, shadow, pam })
+        Ok(PasswordNamespace { shadow, pam })
     }
 
-    /// `unshare` then `sh` then (by `exec`) sshd: all three are the same
-    /// process, so the pid we hold is the listener's. A command line rather
-    /// than a `Command`, so `ip netns exec` can go in front.
-    fn argv(&self, sshd: &Path) -> Vec<OsString> {
-        let mut argv: Vec<OsString> = vec![self.unshare.clone().into()];
-        // Private propagation, so the bind mounts never reach the host.
-        argv.extend(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"].map(OsString::from));
-        argv.push(
-            r#"mount="$1"; "$mount" --bind "$2" /etc/shadow && "$mount" --bind "$3" /etc/pam.d/sshd && shift 3 && exec "$@""#
-                .into(),
-        );
-        argv.push("sh".into());
-        argv.extend([self.mount.as_path(), &self.shadow, &self.pam, sshd].map(OsString::from));
-        argv
+    /// sshd's command line in the private mount namespace
+    /// ([`in_private_mounts`]).
+    fn argv(&self, sshd: &Path) -> Result<Vec<OsString>, HarnessError> {
+        let mounts = [(self.shadow.as_path(), Path::new("/etc/shadow")), (&self.pam, Path::new("/etc/pam.d/sshd"))];
+        in_private_mounts(&mounts, vec![sshd.into()])
     }
+}
+
+/// `argv` run in a private mount namespace where each `(source, target)` of
+/// `mounts` is bind-mounted over `target`: how a server gets its own
+/// `/etc/shadow` (or `/etc/passwd`, a PAM stack, …) while the machine's files
+/// stay untouched. Needs root (or `CAP_SYS_ADMIN`), `unshare` and `mount`.
+///
+/// `unshare` then `sh` then (by `exec`) the program are all the same process,
+/// so the pid of the child is the server's. A command line rather than a
+/// `Command`, so `ip netns exec` can go in front.
+pub(crate) fn in_private_mounts(mounts: &[(&Path, &Path)], argv: Vec<OsString>) -> Result<Vec<OsString>, HarnessError> {
+    let unshare = programs::find("unshare", "util-linux")?;
+    let mount = programs::find("mount", "mount")?;
+    let mut wrapped: Vec<OsString> = vec![unshare.into()];
+    // Private propagation, so the bind mounts never reach the host.
+    wrapped.extend(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"].map(OsString::from));
+    // Arguments: mount, then source and target pairs up to `--` (every path
+    // is absolute, so none is `--`), then the program's command line.
+    wrapped.push(
+        r#"mount="$1"; shift; while [ "$1" != -- ]; do "$mount" --bind "$1" "$2" || exit; shift 2; done; shift; exec "$@""#
+            .into(),
+    );
+    wrapped.push("sh".into());
+    wrapped.push(mount.into());
+    for (source, target) in mounts {
+        if !source.is_absolute() || !target.is_absolute() {
+            return Err(HarnessError::Config(format!(
+                "bind mount {} over {}: both paths must be absolute",
+                source.display(),
+                target.display()
+            )));
+        }
+        wrapped.extend([OsString::from(source), OsString::from(target)]);
+    }
+    wrapped.push("--".into());
+    wrapped.extend(argv);
+    Ok(wrapped)
 }
 
 /// `shadow` with `user`'s entry replaced (or added) by one with `hash` and no
@@ -932,7 +959,7 @@ pub(crate) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), H
     set_mode(path, mode)
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), HarnessError> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), HarnessError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(|e| HarnessError::io(format!("setting the mode of {}", path.display()), e))
 }

@@ -13,7 +13,8 @@ use crate::HarnessError;
 use crate::netns::{self, Namespace};
 use crate::programs;
 use crate::sshd::{
-    free_port, hash_password, kill_and_reap, read_log, read_to_string, shadow_with_password, write_file,
+    free_port, hash_password, in_private_mounts, kill_and_reap, read_log, read_to_string, shadow_with_password,
+    write_file,
 };
 
 /// How long a telnetd gets to accept its first connection.
@@ -151,7 +152,7 @@ impl Telnetd {
             }
         };
         if let Some(shadow) = &shadow {
-            argv = in_private_shadow(shadow, argv)?;
+            argv = in_private_mounts(&[(shadow, Path::new("/etc/shadow"))], argv)?;
         }
         let mut command = match &builder.netns {
             Some(ns) => netns::command_in(ns, &argv[0]),
@@ -217,18 +218,4 @@ fn private_shadow(dir: &Path, user: &str, password: &str) -> Result<PathBuf, Har
     let shadow = dir.join("shadow");
     write_file(&shadow, &shadow_with_password(&read_to_string(Path::new("/etc/shadow"))?, user, &hash), 0o600)?;
     Ok(shadow)
-}
-
-/// `argv` run in a private mount namespace where `shadow` is `/etc/shadow`.
-fn in_private_shadow(shadow: &Path, argv: Vec<OsString>) -> Result<Vec<OsString>, HarnessError> {
-    let unshare = programs::find("unshare", "util-linux")?;
-    let mount = programs::find("mount", "mount")?;
-    let mut wrapped: Vec<OsString> = vec![unshare.into()];
-    wrapped.extend(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"].map(OsString::from));
-    wrapped.push(r#"mount="$1"; "$mount" --bind "$2" /etc/shadow && shift 2 && exec "$@""#.into());
-    wrapped.push("sh".into());
-    wrapped.push(mount.into());
-    wrapped.push(shadow.into());
-    wrapped.extend(argv);
-    Ok(wrapped)
 }
