@@ -50,6 +50,10 @@ pub use tether_transport_ssh as ssh;
 #[cfg(feature = "telnet")]
 pub use tether_transport_telnet as telnet;
 
+/// The `ftp` transport (feature `ftp`).
+#[cfg(feature = "ftp")]
+pub use tether_transport_ftp as ftp;
+
 /// The options tables of Tether's transports that this build leaves out.
 /// An inventory shared between builds may carry them: they are kept
 /// unchecked instead of being refused as typos, and each crate's own entry
@@ -67,8 +71,9 @@ mod reserved_tables {
     inventory::submit! { ReservedTable::new("local_options", "local") }
     #[cfg(not(feature = "telnet"))]
     inventory::submit! { ReservedTable::new("telnet_options", "telnet") }
-    // The ftp and nc crates are still to come: until they land their
-    // tables are reserved whatever the features say.
+    #[cfg(not(feature = "ftp"))]
     inventory::submit! { ReservedTable::new("ftp_options", "ftp") }
+    // The nc crate is still to come: until it lands its table is reserved
+    // whatever the features say.
     inventory::submit! { ReservedTable::new("nc_options", "nc") }
 }

@@ -148,7 +148,14 @@ fn init_logging(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    #[cfg_attr(not(feature = "ftp"), allow(unused_mut))]
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // suppaftp logs every command it sends, `PASS <password>` included, at
+    // trace level: that target is capped whatever -v or RUST_LOG ask for.
+    #[cfg(feature = "ftp")]
+    if let Ok(cap) = format!("{}=debug", tether::ftp::LOG_TARGET_WITH_SECRETS).parse() {
+        filter = filter.add_directive(cap);
+    }
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }

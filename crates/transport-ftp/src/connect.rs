@@ -159,9 +159,10 @@ pub(crate) fn connect(request: ConnectRequest) -> BoxFuture<'static, Result<Arc<
 pub async fn connect_via(host: Arc<HostConfig>, dialer: Dialer) -> Result<FtpConnection> {
     let options: FtpOptions = host.options.table(TABLE)?;
     options.checked()?;
-    let address = host.address.clone().ok_or_else(|| {
-        Error::new(ErrorKind::InvalidConfig, "connect").with_context("an ftp host needs an address")
-    })?;
+    let address = host
+        .address
+        .clone()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidConfig, "connect").with_context("an ftp host needs an address"))?;
     let port = host.port.unwrap_or(options.port);
     let tls = match options.ssl {
         true => Some(crate::tls::client_config(&options.extra, &address)?),

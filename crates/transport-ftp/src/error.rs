@@ -108,7 +108,8 @@ mod tests {
         assert_eq!(from_ftp(&reply(421, "421 Bye\r\n"), "put", "/x").kind(), ErrorKind::ConnectionLost);
         assert!(!keeps_session(&reply(421, "421 Bye")));
         assert!(keeps_session(&reply(550, "550 No")));
-        let err = from_ftp(&FtpError::ConnectionError(io::Error::new(io::ErrorKind::InvalidData, "too big")), "list", "/");
+        let err =
+            from_ftp(&FtpError::ConnectionError(io::Error::new(io::ErrorKind::InvalidData, "too big")), "list", "/");
         assert_eq!(err.kind(), ErrorKind::Protocol);
     }
 

@@ -303,7 +303,10 @@ mod tests {
     fn unix_lines_with_and_without_group() {
         let now = at(2026, 12, 7, 12, 0, 0);
         let e = parse_list_line("-rw-r--r--    1 1000     1000            5 Dec 07 03:04 hello.txt", now).unwrap();
-        assert_eq!((e.name.as_str(), e.metadata.kind, e.metadata.size, e.metadata.mode), ("hello.txt", FileKind::File, 5, 0o644));
+        assert_eq!(
+            (e.name.as_str(), e.metadata.kind, e.metadata.size, e.metadata.mode),
+            ("hello.txt", FileKind::File, 5, 0o644)
+        );
         assert_eq!(e.metadata.mtime, Some(at(2026, 12, 7, 3, 4, 0)));
         let e = parse_list_line("drwxr-x---   2 owner     4096 Jan 02  2020 some dir", now).unwrap();
         assert_eq!((e.name.as_str(), e.metadata.kind, e.metadata.mode), ("some dir", FileKind::Dir, 0o750));
@@ -319,7 +322,10 @@ mod tests {
         let e = parse_list_line("-rw-r--r-- 1 0 0 1 Dec 07 10:00  leading and trailing ", now).unwrap();
         assert_eq!(e.name, " leading and trailing ");
         let e = parse_list_line("lrwxrwxrwx 1 0 0 11 Dec 07 10:00 link -> link-target", now).unwrap();
-        assert_eq!((e.name.as_str(), e.metadata.kind, e.link_target.as_deref()), ("link", FileKind::Link, Some("link-target")));
+        assert_eq!(
+            (e.name.as_str(), e.metadata.kind, e.link_target.as_deref()),
+            ("link", FileKind::Link, Some("link-target"))
+        );
         let e = parse_list_line("-rwsr-x--T 1 0 0 1 Dec 07 10:00 Dec 07 10:00 odd", now).unwrap();
         assert_eq!((e.name.as_str(), e.metadata.mode), ("Dec 07 10:00 odd", 0o5750));
         assert!(parse_list_line("total 12", now).is_none());
@@ -341,7 +347,10 @@ mod tests {
     #[test]
     fn mlsx_facts() {
         let e = parse_mlsx_line("type=file;size=5;modify=20240102030405.5;UNIX.mode=0640; a b ").unwrap();
-        assert_eq!((e.name.as_str(), e.metadata.kind, e.metadata.size, e.metadata.mode), ("a b ", FileKind::File, 5, 0o640));
+        assert_eq!(
+            (e.name.as_str(), e.metadata.kind, e.metadata.size, e.metadata.mode),
+            ("a b ", FileKind::File, 5, 0o640)
+        );
         assert_eq!(e.metadata.mtime, Some(at(2024, 1, 2, 3, 4, 5) + Duration::from_millis(500)));
         assert_eq!(parse_mlsx_line("type=dir;modify=20240102030405; sub").unwrap().metadata.kind, FileKind::Dir);
         assert!(parse_mlsx_line("type=cdir; .").is_none());

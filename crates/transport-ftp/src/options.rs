@@ -145,7 +145,8 @@ impl ValidateOptions for FtpOptions {
         positive_seconds("socket_timeout", self.socket_timeout)?;
         positive_seconds("connection_timeout", self.connection_timeout)?;
         positive_seconds("path_timeout", self.path_timeout)?;
-        for (key, limit) in [("read_speed_limit", self.read_speed_limit), ("write_speed_limit", self.write_speed_limit)] {
+        for (key, limit) in [("read_speed_limit", self.read_speed_limit), ("write_speed_limit", self.write_speed_limit)]
+        {
             if limit == Some(0) {
                 return Err(InvalidOption::new(key, "must be at least 1 byte per second (omit it for no limit)"));
             }

@@ -29,6 +29,11 @@ use crate::options::{NameEncoding, PassiveCommand};
 /// inside this crate).
 pub(crate) type DataStream = suppaftp::tokio::TransferStream<AsyncRustlsStream>;
 
+/// How long an upload waits for the server's TLS session ticket before
+/// closing (it was sent right after the handshake, so it is there already
+/// unless the upload took less than a round trip).
+const TICKET_WAIT: Duration = Duration::from_millis(20);
+
 /// Bytes read from a listing's data connection at a time.
 const LISTING_CHUNK: usize = 64 * 1024;
 
@@ -46,6 +51,8 @@ pub(crate) struct Session {
     pub(crate) home: String,
     /// Set once the session is out of step with the server.
     pub(crate) broken: bool,
+    /// The session is FTPS: its data connections are TLS too.
+    pub(crate) secure: bool,
     data: Arc<DataRoute>,
     /// The forward that carries the control connection through a hop.
     _control: Endpoint,
@@ -149,13 +156,16 @@ impl Session {
             failure: Mutex::new(None),
         });
         let route = data.clone();
-        let greeted = AsyncRustlsFtpStream::connect_with_stream(stream).await.map_err(|e| from_ftp(&e, "connect", what))?;
+        let greeted =
+            AsyncRustlsFtpStream::connect_with_stream(stream).await.map_err(|e| from_ftp(&e, "connect", what))?;
         let mut ftp = greeted.passive_stream_builder(move |named: SocketAddr| {
             // Only the port of the server's answer is used (see DataRoute).
             let dial = tokio::spawn(route.clone().dial(named.port()));
             let route = route.clone();
             Box::pin(async move {
-                let result = dial.await.unwrap_or_else(|e| Err(Error::new(ErrorKind::Io, "connect").with_context(e.to_string())));
+                let result = dial
+                    .await
+                    .unwrap_or_else(|e| Err(Error::new(ErrorKind::Io, "connect").with_context(e.to_string())));
                 result.map_err(|err| {
                     let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, err.to_string());
                     if let Ok(mut failure) = route.failure.lock() {
@@ -167,7 +177,12 @@ impl Session {
         });
         ftp.set_passive_nat_workaround(true);
         if let Some(tls) = &shared.tls {
-            let connector = AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(tls.clone()));
+            // A session cache of this session's own: vsftpd's session
+            // processes each have their own tickets, so a data connection
+            // can only resume its own control connection's TLS session.
+            let mut config = (**tls).clone();
+            config.resumption = rustls::client::Resumption::in_memory_sessions(8);
+            let connector = AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(Arc::new(config)));
             let name = options.extra.server_name.clone().unwrap_or_else(|| shared.address.clone());
             ftp = ftp.into_secure(connector, &name).await.map_err(|e| from_ftp(&e, "connect", what))?;
         }
@@ -180,7 +195,8 @@ impl Session {
             if !password.is_empty() {
                 context = context.replace(password, "****");
             }
-            let kind = if reply_code(&e).is_some_and(|c| c == 530 || c == 430) { ErrorKind::AuthFailed } else { err.kind() };
+            let kind =
+                if reply_code(&e).is_some_and(|c| c == 530 || c == 430) { ErrorKind::AuthFailed } else { err.kind() };
             Error::new(kind, "login").with_context(context)
         })?;
         ftp.transfer_type(FileType::Binary).await.map_err(|e| from_ftp(&e, "connect", what))?;
@@ -206,6 +222,7 @@ impl Session {
             passive: 0,
             home,
             broken: false,
+            secure: shared.tls.is_some(),
             data,
             _control: control,
         };
@@ -259,7 +276,14 @@ impl Session {
     }
 
     /// A control command with its expected replies, bounded by `socket_timeout`.
-    async fn command(&mut self, shared: &Shared, line: String, expect: &[Status], operation: &str, subject: &str) -> Result<()> {
+    async fn command(
+        &mut self,
+        shared: &Shared,
+        line: String,
+        expect: &[Status],
+        operation: &str,
+        subject: &str,
+    ) -> Result<()> {
         let limit = shared.options.socket_limit();
         let outcome = bounded(limit, self.ftp.custom_command(line, expect)).await;
         self.settle(outcome, limit, operation, subject).map(drop)
@@ -299,9 +323,15 @@ impl Session {
     /// Sets the modification time, with `MFMT` or a two-argument `MDTM`.
     pub(crate) async fn set_mtime(&mut self, shared: &Shared, path: &str, time: SystemTime) -> Result<()> {
         let Some(stamp) = format_timeval(time) else {
-            return Err(Error::new(ErrorKind::InvalidInput, "put").with_context("an mtime before 1970 cannot be set over FTP"));
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "put").with_context("an mtime before 1970 cannot be set over FTP")
+            );
         };
-        let line = if self.mfmt { format!("MFMT {stamp} {}", self.wire(path)) } else { format!("MDTM {stamp} {}", self.wire(path)) };
+        let line = if self.mfmt {
+            format!("MFMT {stamp} {}", self.wire(path))
+        } else {
+            format!("MDTM {stamp} {}", self.wire(path))
+        };
         self.command(shared, line, &[Status::File, Status::CommandOk, Status::RequestedFileActionOk], "set mtime", path)
             .await
     }
@@ -366,12 +396,20 @@ impl Session {
     /// Opens a data connection for `command` (a transfer or a listing),
     /// falling back to the next of `passive_commands` when the server
     /// refuses the current one (`500`/`502` to `EPSV`).
-    async fn open_data(&mut self, shared: &Shared, command: String, operation: &str, subject: &str) -> Result<DataStream> {
+    async fn open_data(
+        &mut self,
+        shared: &Shared,
+        command: String,
+        operation: &str,
+        subject: &str,
+    ) -> Result<DataStream> {
         let limit = shared.options.socket_limit();
         loop {
-            let outcome =
-                bounded(limit, self.ftp.custom_data_command(command.clone(), &[Status::AboutToSend, Status::AlreadyOpen]))
-                    .await;
+            let outcome = bounded(
+                limit,
+                self.ftp.custom_data_command(command.clone(), &[Status::AboutToSend, Status::AlreadyOpen]),
+            )
+            .await;
             if let Outcome::Failed(err) = &outcome
                 && matches!(reply_code(err), Some(500 | 502))
                 && self.passive + 1 < shared.options.passive_commands.len()
@@ -401,9 +439,29 @@ impl Session {
         self.open_data(shared, command, "put", path).await
     }
 
+    /// Before an upload's data connection closes: lets its TLS layer read
+    /// what the server sent meanwhile, the TLS 1.3 session ticket above
+    /// all. A download reads it anyway; an upload would close without it,
+    /// and each upload would use up one of the control connection's
+    /// tickets until the next data connection cannot resume the TLS
+    /// session, which vsftpd then refuses (`522 session reuse required`).
+    pub(crate) async fn collect_tickets(&self, stream: &mut DataStream) {
+        if !self.secure {
+            return;
+        }
+        let mut nothing_expected = [0u8; 1];
+        let _ = tokio::time::timeout(TICKET_WAIT, stream.read(&mut nothing_expected)).await;
+    }
+
     /// Closes a transfer's data connection and reads the server's verdict
     /// (`226`), within `socket_timeout`.
-    pub(crate) async fn finish(&mut self, shared: &Shared, stream: DataStream, operation: &str, subject: &str) -> Result<()> {
+    pub(crate) async fn finish(
+        &mut self,
+        shared: &Shared,
+        stream: DataStream,
+        operation: &str,
+        subject: &str,
+    ) -> Result<()> {
         let limit = shared.options.socket_limit();
         let outcome = bounded(limit, stream.finish()).await;
         self.forget_data_route();
@@ -436,10 +494,8 @@ impl Session {
                 }
                 Err(_) => {
                     self.broken = true;
-                    return Err(Error::new(ErrorKind::Timeout, "list").with_context(format!(
-                        "{shown}: the listing stalled for {:.1} s",
-                        limit.as_secs_f64()
-                    )));
+                    return Err(Error::new(ErrorKind::Timeout, "list")
+                        .with_context(format!("{shown}: the listing stalled for {:.1} s", limit.as_secs_f64())));
                 }
             };
             if read == 0 {

@@ -2,10 +2,10 @@
 //! the system's roots or `extra.ca_file`, unless checking was switched off
 //! by name (`extra.verify_certificate = false`), which is logged.
 //!
-//! One connector serves the control connection and every data connection
-//! of a session, so its session cache lets the data connections resume the
-//! control connection's TLS session, as vsftpd's `require_ssl_reuse` (on by
-//! default) demands.
+//! Each session gets its own copy of the host's configuration with a
+//! session cache of its own, so its data connections resume its control
+//! connection's TLS session, as vsftpd's `require_ssl_reuse` (on by
+//! default) demands, and never another session's.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use tether_core::{Error, ErrorKind, Result};
 
 use crate::options::FtpExtra;
 
-/// The client configuration for one host: built once, shared by all its
-/// sessions (which also shares the resumption cache).
+/// The client configuration for one host, built once (each session copies
+/// it with a fresh resumption cache).
 pub(crate) fn client_config(extra: &FtpExtra, host: &str) -> Result<Arc<ClientConfig>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())

@@ -75,7 +75,12 @@ impl FtpHost {
     }
 
     /// [`Self::with_session`] under `path_timeout`: listings and stats.
-    async fn on_paths<T>(&self, operation: &str, shown: &str, work: impl AsyncFnOnce(&mut Session, &Shared) -> Result<T>) -> Result<T> {
+    async fn on_paths<T>(
+        &self,
+        operation: &str,
+        shown: &str,
+        work: impl AsyncFnOnce(&mut Session, &Shared) -> Result<T>,
+    ) -> Result<T> {
         let limit = self.shared.options.path_limit();
         // A session whose work is cut short is dropped with the future, never reused.
         tokio::time::timeout(limit, self.with_session(operation, work)).await.unwrap_or_else(|_| {
@@ -118,7 +123,15 @@ async fn entry_of(session: &mut Session, shared: &Shared, path: &str) -> Result<
         // The root (or a path that names a directory by itself): all FTP can tell is that it is one.
         return Ok(session.enter(shared, path).await?.then(|| Entry {
             name: path.to_string(),
-            metadata: Metadata { kind: FileKind::Dir, size: 0, mode: 0o755, uid: None, gid: None, mtime: None, sha512: None },
+            metadata: Metadata {
+                kind: FileKind::Dir,
+                size: 0,
+                mode: 0o755,
+                uid: None,
+                gid: None,
+                mtime: None,
+                sha512: None,
+            },
             link_target: None,
         }));
     }
@@ -204,12 +217,15 @@ async fn explain_refusal(session: &mut Session, shared: &Shared, path: &str, ref
     let subject = if upload { split(path).0.to_string() } else { path.to_string() };
     let subject = if subject.is_empty() { session.home.clone() } else { subject };
     match stat_on(session, shared, &subject, true).await {
-        Ok(None) => Error::new(ErrorKind::NotFound, refusal.operation().to_string()).with_context(format!("{subject}: no such file or directory")),
+        Ok(None) => Error::new(ErrorKind::NotFound, refusal.operation().to_string())
+            .with_context(format!("{subject}: no such file or directory")),
         Ok(Some(meta)) if !upload && meta.kind == FileKind::Dir => {
-            Error::new(ErrorKind::InvalidInput, refusal.operation().to_string()).with_context(format!("{path} is a directory"))
+            Error::new(ErrorKind::InvalidInput, refusal.operation().to_string())
+                .with_context(format!("{path} is a directory"))
         }
-        Ok(Some(meta)) if upload && meta.kind != FileKind::Dir => Error::new(ErrorKind::NotFound, "put")
-            .with_context(format!("{subject} is not a directory")),
+        Ok(Some(meta)) if upload && meta.kind != FileKind::Dir => {
+            Error::new(ErrorKind::NotFound, "put").with_context(format!("{subject} is not a directory"))
+        }
         Ok(Some(_)) if refusal.kind() == ErrorKind::NotFound => {
             Error::new(ErrorKind::PermissionDenied, refusal.operation().to_string())
                 .with_context(refusal.context().unwrap_or_default().to_string())
@@ -237,7 +253,8 @@ impl Drop for TemporaryUpload {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let host = self.host.clone();
         runtime.spawn(async move {
-            let removed = host.with_session("put", async |session, shared| session.remove_file(shared, &path).await).await;
+            let removed =
+                host.with_session("put", async |session, shared| session.remove_file(shared, &path).await).await;
             if let Err(err) = removed {
                 tracing::warn!(%err, path, "could not remove an abandoned upload's temporary file");
             }
@@ -285,6 +302,7 @@ impl FtpHost {
             written += read as u64;
             pace.moved(read).await;
         }
+        session.collect_tickets(&mut stream).await;
         session.finish(shared, stream, "put", path).await?;
         check_expected_size("put", Path::new(path), options.expected_size, written)?;
         let stored = session.size(shared, temp).await?;
@@ -296,6 +314,18 @@ impl FtpHost {
         }
         if let Some(mode) = mode {
             session.chmod(shared, temp, mode).await?;
+            // Servers may drop the set-id and sticky bits on purpose
+            // (vsftpd does, always): then the put fails rather than
+            // leaving a file with less than was asked.
+            if mode & 0o7000 != 0 {
+                let applied = stat_on(session, shared, temp, false).await?.map(|m| m.mode & 0o7777);
+                if applied != Some(mode) {
+                    return Err(Error::new(ErrorKind::Unsupported, "put").with_context(format!(
+                        "{path}: the server set mode {:o} when asked for {mode:o} (it does not set the set-id or sticky bits)",
+                        applied.unwrap_or_default()
+                    )));
+                }
+            }
         }
         if let Some(mtime) = options.mtime {
             session.set_mtime(shared, temp, mtime).await?;
@@ -325,9 +355,9 @@ impl FtpHost {
                 match read_data(&mut loan.session, shared, &mut stream, &mut buffer[..want], "get", path).await {
                     Ok(0) => break None,
                     Ok(read) => {
-                        sink.write_all(&buffer[..read])
-                            .await
-                            .map_err(|e| Error::io("get", e).with_context(format!("{path}: writing the destination")))?;
+                        sink.write_all(&buffer[..read]).await.map_err(|e| {
+                            Error::io("get", e).with_context(format!("{path}: writing the destination"))
+                        })?;
                         received += read as u64;
                         pace.moved(read).await;
                     }
@@ -337,8 +367,10 @@ impl FtpHost {
             let failure = match failure {
                 None => match loan.session.finish(shared, stream, "get", path).await {
                     Ok(()) if expected.is_none_or(|size| size == received) => return Ok(received),
-                    Ok(()) => Error::new(ErrorKind::Corrupted, "get")
-                        .with_context(format!("{path}: the server sent {received} of {} bytes", expected.unwrap_or_default())),
+                    Ok(()) => Error::new(ErrorKind::Corrupted, "get").with_context(format!(
+                        "{path}: the server sent {received} of {} bytes",
+                        expected.unwrap_or_default()
+                    )),
                     Err(err) => err,
                 },
                 Some(err) => {
@@ -348,7 +380,10 @@ impl FtpHost {
                 }
             };
             let Some(size) = expected else { return Err(failure) };
-            if resumes >= shared.options.extra.resume_attempts || received >= size || failure.kind() == ErrorKind::Corrupted {
+            if resumes >= shared.options.extra.resume_attempts
+                || received >= size
+                || failure.kind() == ErrorKind::Corrupted
+            {
                 return Err(failure);
             }
             resumes += 1;
@@ -388,7 +423,12 @@ impl FtpHost {
 
 #[async_trait]
 impl FileTransfer for FtpHost {
-    async fn put(&self, source: &mut (dyn AsyncRead + Send + Unpin), remote: &Path, options: &PutOptions) -> Result<u64> {
+    async fn put(
+        &self,
+        source: &mut (dyn AsyncRead + Send + Unpin),
+        remote: &Path,
+        options: &PutOptions,
+    ) -> Result<u64> {
         let path = self.text_path("put", remote)?;
         if options.owner.is_some() || options.group.is_some() {
             return Err(Error::new(ErrorKind::Unsupported, "put")
@@ -435,11 +475,13 @@ impl FileTransfer for FtpHost {
 
     async fn stat(&self, remote: &Path, options: StatOptions) -> Result<Option<Metadata>> {
         let path = self.text_path("stat", remote)?;
-        let metadata =
-            self.on_paths("stat", path, async |session, shared| stat_on(session, shared, path, options.follow_links).await).await?;
+        let metadata = self
+            .on_paths("stat", path, async |session, shared| stat_on(session, shared, path, options.follow_links).await)
+            .await?;
         match metadata {
             Some(mut metadata) if options.sha512 && metadata.kind == FileKind::File => {
-                let digest = self.with_session("stat", async |session, shared| sha512_on(session, shared, path).await).await?;
+                let digest =
+                    self.with_session("stat", async |session, shared| sha512_on(session, shared, path).await).await?;
                 metadata.sha512 = Some(digest);
                 Ok(Some(metadata))
             }
@@ -453,8 +495,11 @@ impl FileTransfer for FtpHost {
             .on_paths("list", path, async |session, shared| {
                 if !session.enter(shared, path).await? {
                     return Err(match stat_on(session, shared, path, true).await? {
-                        Some(_) => Error::new(ErrorKind::InvalidInput, "list").with_context(format!("{path} is not a directory")),
-                        None => Error::new(ErrorKind::NotFound, "list").with_context(format!("{path}: no such directory")),
+                        Some(_) => Error::new(ErrorKind::InvalidInput, "list")
+                            .with_context(format!("{path} is not a directory")),
+                        None => {
+                            Error::new(ErrorKind::NotFound, "list").with_context(format!("{path}: no such directory"))
+                        }
                     });
                 }
                 session.list_here(shared, path).await
@@ -507,7 +552,8 @@ impl FileTransfer for FtpHost {
         let path = self.text_path("remove", remote)?;
         self.on_paths("remove", path, async |session, shared| {
             let Some(metadata) = stat_on(session, shared, path, false).await? else {
-                return Err(Error::new(ErrorKind::NotFound, "remove").with_context(format!("{path}: no such file or directory")));
+                return Err(Error::new(ErrorKind::NotFound, "remove")
+                    .with_context(format!("{path}: no such file or directory")));
             };
             if metadata.kind != FileKind::Dir {
                 return session.remove_file(shared, path).await;
@@ -516,7 +562,8 @@ impl FileTransfer for FtpHost {
                 Ok(()) => Ok(()),
                 Err(refusal) if session.broken => Err(refusal),
                 Err(refusal) => {
-                    let occupied = session.enter(shared, path).await? && !session.list_here(shared, path).await?.is_empty();
+                    let occupied =
+                        session.enter(shared, path).await? && !session.list_here(shared, path).await?.is_empty();
                     Err(if occupied {
                         Error::new(ErrorKind::DirectoryNotEmpty, "remove").with_context(path.to_string())
                     } else {
