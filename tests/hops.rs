@@ -23,7 +23,7 @@ use tether::options::{Inventory, Overrides, Resolver, Settings};
 use tether::{Command, ErrorKind, Host, Lab, PutOptions, Registry};
 use tether_core::conformance::{Subject, random_bytes};
 use tether_test_servers::netns::{self, HOP1, HOP2, Namespace, TARGET};
-use tether_test_servers::{Sshd, Telnetd, TelnetdKind};
+use tether_test_servers::{Sshd, Telnetd, TelnetdKind, Vsftpd};
 use tokio::io::{AsyncBufReadExt, AsyncRead, ReadBuf};
 // Files over the host's own SSH connection, through its hops.
 use tether_example_shellfs as _;
@@ -591,6 +591,135 @@ async fn the_telnet_password_stays_out_of_logs_and_errors() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("authentication"), "{stderr}");
     assert!(!stderr.contains("wrong-password-here"), "{stderr}");
+}
+
+/// sshds in `hop1` and `hop2`, and a vsftpd in `target` (explicit FTPS
+/// with `tls`), whose inventory entry reaches it through both hops with
+/// `transfer: ftp`: the control connection and every data connection are
+/// forwarded through the hops' SSH connections.
+async fn ftp_behind_two_hops(tls: bool) -> (Chain, Vsftpd) {
+    let mut chain = Chain::start(&[HOP1, HOP2]).await;
+    let vsftpd = tokio::task::spawn_blocking(move || {
+        let builder = Vsftpd::builder().netns(TARGET);
+        if tls { builder.tls() } else { builder }.start()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("start vsftpd in {}: {e}", TARGET.name()));
+    let mut options = json!({"port": vsftpd.port(), "connection_timeout": 10.0, "socket_timeout": 10.0});
+    if let Some(ca_file) = vsftpd.ca_file() {
+        options["ssl"] = json!(true);
+        options["extra"] = json!({"ca_file": ca_file});
+    }
+    let (user, password) = (vsftpd.user().to_string(), vsftpd.password().to_string());
+    chain.edit_inventory(|inventory| {
+        inventory["target"] = json!({
+            "ip": TARGET.addr().to_string(),
+            "hop": "hop2",
+            "term": "ftp",
+            "transfer": "ftp",
+            "creds": {user: password},
+            "ftp_options": options,
+        });
+    });
+    chain.last = "target";
+    (chain, vsftpd)
+}
+
+/// The file part of the suite over FTP and FTPS, to a vsftpd reached only
+/// through two SSH hops.
+mod ftp_two_hops {
+    async fn subject(tls: bool) -> super::Subject {
+        let (chain, vsftpd) = super::ftp_behind_two_hops(tls).await;
+        let host = std::sync::Arc::new(chain.lab.host_with("target", &super::Overrides::default()).unwrap());
+        let scratch = vsftpd.scratch_dir().to_str().unwrap().to_string();
+        let mut subject = super::Subject::of_host(host, scratch).with_local_symlinks();
+        subject.guard = Box::new((chain, vsftpd));
+        subject
+    }
+
+    mod plain {
+        async fn subject() -> super::super::Subject {
+            super::subject(false).await
+        }
+        tether_core::conformance!(subject);
+    }
+
+    mod ftps {
+        async fn subject() -> super::super::Subject {
+            super::subject(true).await
+        }
+        tether_core::conformance!(subject);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ftp_behind_two_hops_moves_files_byte_exact_and_every_connection_comes_from_the_last_hop() {
+    for tls in [false, true] {
+        let (chain, vsftpd) = ftp_behind_two_hops(tls).await;
+        let host = chain.lab.host_with("target", &Overrides::default()).unwrap();
+        let scratch = vsftpd.scratch_dir();
+        let local_dir = tempfile::tempdir().unwrap();
+        let local = local_dir.path().join("source");
+        let data = random_bytes(3 << 20, 79);
+        std::fs::write(&local, &data).unwrap();
+        let remote = scratch.join("moved over ftp");
+        host.put_file(&local, &remote, &PutOptions::default(), false, None).await.unwrap();
+        assert_eq!(std::fs::read(&remote).unwrap(), data, "tls {tls}: the bytes on the target");
+        let back = local_dir.path().join("back");
+        host.get_file(&remote, &back, None).await.unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), data, "tls {tls}: the bytes that came back");
+        // vsftpd saw every connection come from hop2, the target's only neighbour.
+        let log = vsftpd.log();
+        let hop2 = TARGET.previous_hop().to_string();
+        let connects: Vec<&str> = log.lines().filter(|l| l.contains("CONNECT: Client")).collect();
+        // The first is the harness's readiness probe, from inside the target's namespace.
+        let target = TARGET.addr().to_string();
+        assert!(connects.len() > 1 && connects[0].contains(&format!("\"{target}\"")), "{log}");
+        assert!(connects[1..].iter().all(|l| l.contains(&format!("\"{hop2}\""))), "tls {tls}: {connects:?}");
+        assert!(log.contains("OK UPLOAD") && log.contains("OK DOWNLOAD"), "tls {tls}:\n{log}");
+    }
+}
+
+/// The FTP password goes over the wire and nowhere else: not in a `-vvv`
+/// trace (suppaftp logs `PASS` at trace level), not with `RUST_LOG` asking
+/// for suppaftp's trace, not in the error of a wrong password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ftp_password_stays_out_of_logs_and_errors() {
+    let (mut chain, vsftpd) = ftp_behind_two_hops(false).await;
+    let scratch = vsftpd.scratch_dir();
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = local_dir.path().join("canary");
+    std::fs::write(&local, b"canary file").unwrap();
+    let remote = scratch.join("canary");
+    let (remote_arg, local_arg) = (remote.to_str().unwrap(), local.to_str().unwrap());
+    for rust_log in [None, Some("trace"), Some("suppaftp=trace")] {
+        let mut command = tether_command(&chain.hosts_file(), &["-vvv", "put", "target", local_arg, remote_arg]);
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let out = command.stdin(std::process::Stdio::null()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "RUST_LOG {rust_log:?}: {stderr}");
+        // The precondition: suppaftp's own records are in this log.
+        assert!(stderr.contains("Login OK"), "RUST_LOG {rust_log:?}: suppaftp's debug records are missing:\n{stderr}");
+        assert!(!stderr.contains(vsftpd.password()), "RUST_LOG {rust_log:?}: the password is in the log");
+        assert_eq!(std::fs::read(&remote).unwrap(), b"canary file");
+        std::fs::remove_file(&remote).unwrap();
+    }
+
+    let canary = "Wrong-Canary-Password-271828";
+    let user = vsftpd.user().to_string();
+    chain.edit_inventory(|inventory| inventory["target"]["creds"] = json!({user: canary}));
+    let out = tether_command(&chain.hosts_file(), &["-vvv", "stat", "target", remote_arg])
+        .env("RUST_LOG", "trace")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("authentication"), "{stderr}");
+    assert!(!stderr.contains(canary), "{stderr}");
 }
 
 /// `tether forward` through two hops: the printed local port reaches the

@@ -142,20 +142,33 @@ async fn run(cli: Cli) -> Result<u8, Error> {
 }
 
 fn init_logging(verbose: u8) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let default = match verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    #[cfg_attr(not(feature = "ftp"), allow(unused_mut))]
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // suppaftp logs every command it sends, `PASS <password>` included, at
-    // trace level: that target is capped whatever -v or RUST_LOG ask for.
+    // Libraries that log secrets at trace level (suppaftp writes every
+    // command it sends, `PASS <password>` included) are held below trace
+    // whatever -v or RUST_LOG ask for.
+    let keeps_secrets =
+        filter_fn(|metadata| *metadata.level() != tracing::Level::TRACE || !logs_secrets_at_trace(metadata.target()));
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    tracing_subscriber::registry().with(output.with_filter(filter.and(keeps_secrets))).init();
+}
+
+/// Whether `target` is, or is inside, a log target that writes secrets at trace level.
+fn logs_secrets_at_trace(target: &str) -> bool {
     #[cfg(feature = "ftp")]
-    if let Ok(cap) = format!("{}=debug", tether::ftp::LOG_TARGET_WITH_SECRETS).parse() {
-        filter = filter.add_directive(cap);
-    }
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let targets: &[&str] = &[tether::ftp::LOG_TARGET_WITH_SECRETS];
+    #[cfg(not(feature = "ftp"))]
+    let targets: &[&str] = &[];
+    targets.iter().any(|t| target == *t || target.strip_prefix(t).is_some_and(|rest| rest.starts_with("::")))
 }
