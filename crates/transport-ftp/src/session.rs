@@ -111,6 +111,22 @@ async fn bounded<T>(limit: Duration, call: impl Future<Output = FtpResult<T>>) -
     }
 }
 
+/// `call` (one exchange of the connect) within `limit`, or a timeout that
+/// names the exchange.
+async fn reply<T>(
+    limit: Duration,
+    what: &str,
+    exchange: &str,
+    call: impl Future<Output = FtpResult<T>>,
+) -> Result<FtpResult<T>> {
+    tokio::time::timeout(limit, call).await.map_err(|_| {
+        Error::new(ErrorKind::Timeout, "connect").with_context(format!(
+            "{what}: no answer to {exchange} within {:.1} s (socket_timeout)",
+            limit.as_secs_f64()
+        ))
+    })
+}
+
 /// ISO-8859-1 names, for `encoding = "latin-1"`.
 #[derive(Debug)]
 struct Latin1;
@@ -143,6 +159,9 @@ impl Session {
     async fn open_unbounded(shared: &Shared) -> Result<Session> {
         let options = &shared.options;
         let what = &shared.what;
+        // The greeting has all of connection_timeout; each later reply of
+        // the connect is held to socket_timeout as well.
+        let reply_limit = options.socket_limit();
         let control = shared.dialer.endpoint(&shared.address, shared.port).await?;
         let stream = TcpStream::connect((control.host(), control.port()))
             .await
@@ -184,11 +203,13 @@ impl Session {
             config.resumption = rustls::client::Resumption::in_memory_sessions(8);
             let connector = AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(Arc::new(config)));
             let name = options.extra.server_name.clone().unwrap_or_else(|| shared.address.clone());
-            ftp = ftp.into_secure(connector, &name).await.map_err(|e| from_ftp(&e, "connect", what))?;
+            ftp = reply(reply_limit, what, "AUTH TLS", ftp.into_secure(connector, &name))
+                .await?
+                .map_err(|e| from_ftp(&e, "connect", what))?;
         }
         let user = shared.login.clone();
         let password = shared.password();
-        ftp.login(user.as_str(), password).await.map_err(|e| {
+        reply(reply_limit, what, "the login", ftp.login(user.as_str(), password)).await?.map_err(|e| {
             // The reply is the server's; it is still kept clear of the password.
             let err = from_ftp(&e, "login", &format!("{what} as {user}"));
             let mut context = err.context().unwrap_or_default().to_string();
@@ -199,8 +220,10 @@ impl Session {
                 if reply_code(&e).is_some_and(|c| c == 530 || c == 430) { ErrorKind::AuthFailed } else { err.kind() };
             Error::new(kind, "login").with_context(context)
         })?;
-        ftp.transfer_type(FileType::Binary).await.map_err(|e| from_ftp(&e, "connect", what))?;
-        let features = match ftp.feat().await {
+        reply(reply_limit, what, "TYPE I", ftp.transfer_type(FileType::Binary))
+            .await?
+            .map_err(|e| from_ftp(&e, "connect", what))?;
+        let features = match reply(reply_limit, what, "FEAT", ftp.feat()).await? {
             Ok(features) => features,
             Err(e) if keeps_session(&e) => Default::default(),
             Err(e) => return Err(from_ftp(&e, "connect", what)),
@@ -209,12 +232,21 @@ impl Session {
         match options.encoding {
             NameEncoding::Utf8 if has("UTF8") => {
                 // Servers that list UTF8 may still want to be told; a refusal changes nothing.
-                let _ = ftp.custom_command("OPTS UTF8 ON", &[Status::CommandOk, Status::File]).await;
+                let told = ftp.custom_command("OPTS UTF8 ON", &[Status::CommandOk, Status::File]);
+                if let Err(e) = reply(reply_limit, what, "OPTS UTF8", told).await?
+                    && !keeps_session(&e)
+                {
+                    return Err(from_ftp(&e, "connect", what));
+                }
             }
             NameEncoding::Utf8 => {}
             NameEncoding::Latin1 => ftp.set_encoding(Latin1).await,
         }
-        let home = ftp.pwd().await.unwrap_or_else(|_| "/".to_string());
+        let home = match reply(reply_limit, what, "PWD", ftp.pwd()).await? {
+            Ok(home) => home,
+            Err(e) if keeps_session(&e) => "/".to_string(),
+            Err(e) => return Err(from_ftp(&e, "connect", what)),
+        };
         let mut session = Session {
             ftp,
             mlst: has("MLST"),
@@ -291,11 +323,11 @@ impl Session {
 
     /// `SIZE`: the size in bytes, or `None` when the server refuses (a
     /// missing path, a directory).
-    pub(crate) async fn size(&mut self, shared: &Shared, path: &str) -> Result<Option<u64>> {
+    pub(crate) async fn size(&mut self, shared: &Shared, operation: &str, path: &str) -> Result<Option<u64>> {
         let limit = shared.options.socket_limit();
         let wire = self.wire(path);
         let outcome = bounded(limit, self.ftp.size(wire)).await;
-        match self.settle(outcome, limit, "stat", path) {
+        match self.settle(outcome, limit, operation, path) {
             Ok(size) => Ok(Some(size as u64)),
             Err(err) if !self.broken && err.kind() != ErrorKind::Timeout => Ok(None),
             Err(err) => Err(err),
@@ -303,11 +335,11 @@ impl Session {
     }
 
     /// `MDTM`: the modification time, when the server tells.
-    pub(crate) async fn mtime(&mut self, shared: &Shared, path: &str) -> Result<Option<SystemTime>> {
+    pub(crate) async fn mtime(&mut self, shared: &Shared, operation: &str, path: &str) -> Result<Option<SystemTime>> {
         let limit = shared.options.socket_limit();
         let line = format!("MDTM {}", self.wire(path));
         let outcome = bounded(limit, self.ftp.custom_command(line, &[Status::File])).await;
-        match self.settle(outcome, limit, "stat", path) {
+        match self.settle(outcome, limit, operation, path) {
             Ok(reply) => {
                 let text = String::from_utf8_lossy(&reply.body).to_string();
                 Ok(text.get(4..).and_then(parse_timeval))

@@ -101,7 +101,7 @@ async fn stat_on(session: &mut Session, shared: &Shared, path: &str, follow: boo
             (FileKind::File, _, _) => {
                 let mut metadata = entry.metadata;
                 // `ls -l` gives minutes at best; MDTM gives seconds.
-                if let Some(exact) = session.mtime(shared, &path).await? {
+                if let Some(exact) = session.mtime(shared, "stat", &path).await? {
                     metadata.mtime = Some(exact);
                 }
                 return Ok(Some(metadata));
@@ -305,7 +305,7 @@ impl FtpHost {
         session.collect_tickets(&mut stream).await;
         session.finish(shared, stream, "put", path).await?;
         check_expected_size("put", Path::new(path), options.expected_size, written)?;
-        let stored = session.size(shared, temp).await?;
+        let stored = session.size(shared, "put", temp).await?;
         if stored.is_some_and(|stored| stored != written) {
             return Err(Error::new(ErrorKind::Corrupted, "put").with_context(format!(
                 "{path}: sent {written} bytes, the server stored {}",
@@ -336,9 +336,9 @@ impl FtpHost {
 
     async fn get_inner(&self, loan: &mut Loan, path: &str, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64> {
         let shared = &self.shared;
-        let expected = loan.session.size(shared, path).await?;
+        let expected = loan.session.size(shared, "get", path).await?;
         let mtime = match expected {
-            Some(_) => loan.session.mtime(shared, path).await?,
+            Some(_) => loan.session.mtime(shared, "get", path).await?,
             None => None,
         };
         let mut stream = match loan.session.download(shared, path, 0).await {
@@ -408,9 +408,9 @@ impl FtpHost {
         let fresh = Session::open(shared).await?;
         let old = std::mem::replace(&mut loan.session, fresh);
         drop(old);
-        let now_size = loan.session.size(shared, path).await?;
+        let now_size = loan.session.size(shared, "get", path).await?;
         let now_mtime = match mtime {
-            Some(_) => loan.session.mtime(shared, path).await?,
+            Some(_) => loan.session.mtime(shared, "get", path).await?,
             None => None,
         };
         if now_size != Some(size) || now_mtime != mtime {

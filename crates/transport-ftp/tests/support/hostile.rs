@@ -60,7 +60,9 @@ pub enum Misbehaviour {
     NoDataConnection,
     /// RETR sends `after` bytes of the file (STOR and APPE read up to `after`
     /// bytes), then the server closes the data connection, replies `421` and
-    /// closes the control connection.
+    /// closes the control connection. A transfer of fewer than `after` bytes
+    /// (what is left of a file after REST, an upload that ends sooner) has no
+    /// middle to strike in, and completes normally.
     Reply421MidTransfer {
         /// Bytes of data that pass before the server gives up.
         after: usize,
@@ -74,6 +76,15 @@ pub enum Misbehaviour {
     SlowDrip {
         /// The pause before each byte.
         every: Duration,
+    },
+    /// As [`Misbehaviour::SlowDrip`], but from the reply to the first
+    /// `command` (a verb, such as `SIZE`) on: the connect's own exchanges
+    /// run at full speed, so a client can be caught in a later step.
+    SlowDripFrom {
+        /// The pause before each byte.
+        every: Duration,
+        /// The verb whose reply starts the drip.
+        command: &'static str,
     },
 }
 
@@ -190,6 +201,8 @@ struct Session {
     cwd: String,
     /// Set once 230 is out: where EndlessMultiline and SlowDrip start.
     logged_in: bool,
+    /// Set once the command that starts SlowDripFrom has arrived.
+    dripping: bool,
     /// The offset REST set for the next transfer.
     rest: u64,
     /// The listener the last EPSV or PASV opened, for the next transfer.
@@ -211,6 +224,7 @@ impl Session {
             pending: Vec::new(),
             cwd: "/".into(),
             logged_in: false,
+            dripping: false,
             rest: 0,
             passive: None,
             rename_from: None,
@@ -226,6 +240,9 @@ impl Session {
             self.record(&line);
             let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
             let (verb, arg) = (verb.to_ascii_uppercase(), arg.trim());
+            if let Misbehaviour::SlowDripFrom { command, .. } = self.misbehaviour {
+                self.dripping |= verb.eq_ignore_ascii_case(command);
+            }
             if self.logged_in && self.misbehaviour == Misbehaviour::EndlessMultiline {
                 return self.endless().await;
             }
@@ -335,8 +352,10 @@ impl Session {
             return Ok(Flow::Continue);
         };
         let body = &body[offset.min(body.len())..];
-        if let Misbehaviour::Reply421MidTransfer { after } = self.misbehaviour {
-            _ = data.write_all(&body[..after.min(body.len())]).await;
+        if let Misbehaviour::Reply421MidTransfer { after } = self.misbehaviour
+            && body.len() >= after
+        {
+            _ = data.write_all(&body[..after]).await;
             return self.give_up(data).await;
         }
         let sent = send(&mut data, body, self.drip()).await;
@@ -387,7 +406,7 @@ impl Session {
                 Err(error) => break Err(error),
             }
         };
-        if limit.is_some() {
+        if limit.is_some_and(|limit| received >= limit) {
             return self.give_up(data).await;
         }
         self.finish(data, outcome).await
@@ -567,6 +586,7 @@ impl Session {
     fn drip(&self) -> Option<Duration> {
         match self.misbehaviour {
             Misbehaviour::SlowDrip { every } if self.logged_in => Some(every),
+            Misbehaviour::SlowDripFrom { every, .. } if self.dripping => Some(every),
             _ => None,
         }
     }
