@@ -395,6 +395,29 @@ async fn a_421_mid_download_fails_after_its_resumes_and_keeps_the_destination() 
     .await;
 }
 
+/// A file that changed while the download was cut is not resumed: the
+/// bytes already written belong to another version of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_changed_before_the_resume_is_corrupted_not_spliced() {
+    bounded(async {
+        let server = HostileFtp::start(Misbehaviour::Reply421ThenGrow { after: 1000 }).await;
+        server.put_file("/growing.log", pattern(3500));
+        let host = host_for(&server, &[("socket_timeout", json!(10))]);
+        let files = host.files().await.unwrap();
+
+        let (dir, dest) = local_destination();
+        let (result, took) = timed(get_file(&*files, Path::new("/growing.log"), &dest, None)).await;
+        let err = failure(result, ErrorKind::Corrupted, "a get whose file grew before the resume");
+        assert!(err.to_string().contains("changed"), "{err}");
+        assert_quick(took, Duration::from_secs(3), "the refused resume");
+        assert_local_untouched(dir.path(), &dest);
+        let commands = server.commands();
+        assert!(!commands.iter().any(|command| command.starts_with("REST")), "resumed a changed file: {commands:?}");
+        assert_eq!(logins(&commands), 2, "the resume's fresh session saw the change: {commands:?}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_421_mid_upload_fails_keeps_the_destination_and_removes_the_temporary_file() {
     bounded(async {

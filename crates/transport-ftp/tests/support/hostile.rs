@@ -67,6 +67,13 @@ pub enum Misbehaviour {
         /// Bytes of data that pass before the server gives up.
         after: usize,
     },
+    /// Like `Reply421MidTransfer` for downloads, and the file then grows by
+    /// `after` bytes before the client can come back, as a log being
+    /// written does: a resume must notice that the file changed.
+    Reply421ThenGrow {
+        /// Bytes of data that pass before the server gives up.
+        after: usize,
+    },
     /// The reply to the first command after a successful PASS is `211-`
     /// followed by continuation lines without end, as fast as the client
     /// reads them.
@@ -352,10 +359,15 @@ impl Session {
             return Ok(Flow::Continue);
         };
         let body = &body[offset.min(body.len())..];
-        if let Misbehaviour::Reply421MidTransfer { after } = self.misbehaviour
+        if let Misbehaviour::Reply421MidTransfer { after } | Misbehaviour::Reply421ThenGrow { after } =
+            self.misbehaviour
             && body.len() >= after
         {
             _ = data.write_all(&body[..after]).await;
+            if let Misbehaviour::Reply421ThenGrow { .. } = self.misbehaviour {
+                let path = resolve(&self.cwd, arg);
+                lock(&self.shared).files.entry(path).or_default().extend(std::iter::repeat_n(b'+', after));
+            }
             return self.give_up(data).await;
         }
         let sent = send(&mut data, body, self.drip()).await;
