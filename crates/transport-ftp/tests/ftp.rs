@@ -153,6 +153,13 @@ async fn ftps_checks_the_certificate_unless_told_not_to() {
     put(&*files, &path, b"over tls").await.unwrap();
     assert_eq!(get(&*files, &path).await.unwrap(), b"over tls");
 
+    // The system's roots (no ca_file) do not vouch for a self-signed certificate.
+    let mut config = host_for(&vsftpd);
+    set(&mut config, "extra", json!({}));
+    let err = Host::new(config).unwrap().files().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectFailed, "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
+
     // Another server's certificate as the CA: refused, with a reason.
     let other = start(Vsftpd::builder().tls()).await;
     let mut config = host_for(&vsftpd);
