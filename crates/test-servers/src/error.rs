@@ -13,6 +13,15 @@ pub enum HarnessError {
         /// The Debian package that provides it, e.g. `openssh-server`.
         package: &'static str,
     },
+    /// A program that `scripts/test` provides another way than by
+    /// installing its package (the package conflicts with another server's).
+    #[error("{program} not found: {how}")]
+    NotProvided {
+        /// The program looked for, e.g. `proftpd`.
+        program: &'static str,
+        /// How to provide it.
+        how: &'static str,
+    },
     /// A file or process operation failed.
     #[error("{what}: {source}")]
     Io {

@@ -48,6 +48,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! [`Proftpd::start`] runs ProFTPD (package `proftpd-core`, which conflicts
+//! with `vsftpd`'s, so `scripts/test` unpacks it into `/opt/tether` instead
+//! of installing it), which unlike vsftpd answers `MLSD`, `MLST` and `MFMT`,
+//! for a login of the same name that exists only in its private user file.
+//!
 //! # Network namespaces
 //!
 //! For jump-host tests, [`netns`] describes a chain of network namespaces
@@ -60,14 +65,17 @@
 #![deny(missing_docs)]
 
 mod error;
+mod ftpd;
 pub mod netns;
 mod process;
+mod proftpd;
 mod programs;
 mod sshd;
 mod telnetd;
 mod vsftpd;
 
 pub use error::HarnessError;
+pub use proftpd::{Proftpd, ProftpdBuilder};
 pub use sshd::{LogLevel, Sshd, SshdBuilder};
 pub use telnetd::{Telnetd, TelnetdBuilder, TelnetdKind};
 pub use vsftpd::{Vsftpd, VsftpdBuilder};

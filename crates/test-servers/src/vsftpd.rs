@@ -7,49 +7,24 @@
 //! PAM service `vsftpd` (`pam_listfile` on `/etc/ftpusers`, `pam_shells`,
 //! `pam_unix`) then accepts it like any local user.
 
-use std::collections::BTreeSet;
-use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::hash::{BuildHasher, Hasher as _};
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU32;
 
 use tempfile::TempDir;
 
+use crate::ftpd::{
+    BIND_ATTEMPTS, Readiness, USER, free_ids, make_home, passive_range, random_u64, server_log, wait_ready, with_entry,
+};
 use crate::netns::{self, Namespace};
 use crate::sshd::{
     free_port, hash_password, in_private_mounts, kill_and_reap, read_log, read_to_string, set_mode,
     shadow_with_password, write_file,
 };
 use crate::{HarnessError, process, programs};
-
-/// How long vsftpd gets to greet a connection with `220`.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often a port is tried again when another process took it between the
-/// harness picking it and vsftpd binding it.
-const BIND_ATTEMPTS: usize = 5;
-
-/// The FTP login the harness adds (in vsftpd's mount namespace only).
-const USER: &str = "tetherftp";
-
-/// The login's uid and gid are the first id from here that the real
-/// `/etc/passwd` and `/etc/group` do not use.
-const FIRST_ID: u32 = 61000;
-
-/// The passive ports: a range of this many ports, starting at random in
-/// [`PASV_FIRST`]`..`[`PASV_END`], so servers running side by side rarely
-/// share one (and vsftpd tries another port of its range when they do).
-const PASV_PORTS: u16 = 64;
-const PASV_FIRST: u16 = 40000;
-const PASV_END: u16 = 60000;
 
 /// The greeting after `220 `.
 const BANNER: &str = "tether test vsftpd";
@@ -217,23 +192,7 @@ impl Vsftpd {
     ///
     /// When the directory cannot be created (a full disk, say).
     pub fn scratch_dir(&self) -> PathBuf {
-        loop {
-            let n = self.next_scratch.fetch_add(1, Ordering::Relaxed);
-            let dir = self.home().join(format!("scratch-{n}"));
-            match fs::create_dir(&dir) {
-                Ok(()) => {}
-                // Made by an FTP client.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => panic!("creating {}: {e}", dir.display()),
-            }
-            let owned = std::os::unix::fs::chown(&dir, Some(self.uid), Some(self.gid))
-                .map_err(|e| HarnessError::io(format!("changing the owner of {}", dir.display()), e))
-                .and_then(|()| set_mode(&dir, 0o755));
-            if let Err(e) = owned {
-                panic!("{e}");
-            }
-            return dir;
-        }
+        crate::ftpd::scratch_dir(self.home(), &self.next_scratch, self.uid, self.gid)
     }
 
     /// With [`tls`](VsftpdBuilder::tls): the server's self-signed certificate
@@ -246,7 +205,7 @@ impl Vsftpd {
     /// each transfer), then what it wrote to stderr, if anything; useful in
     /// assertion messages.
     pub fn log(&self) -> String {
-        server_log(&self.log_path, &self.stderr_path)
+        server_log("vsftpd", &self.log_path, &self.stderr_path)
     }
 
     /// Kills vsftpd and every session it started, as a host that dies:
@@ -292,7 +251,7 @@ impl Vsftpd {
         set_mode(&empty, 0o755)?;
 
         let (uid, gid) = free_ids()?;
-        let home = make_home(uid, gid)?;
+        let home = make_home("tether-vsftpd-home-", uid, gid)?;
         let password = format!("tether-{:016x}", random_u64());
         let hash = hash_password(&openssl, &password)?;
         let passwd = dir.path().join("passwd");
@@ -342,7 +301,16 @@ impl Vsftpd {
             let child = command.spawn().map_err(|e| HarnessError::io(format!("starting {}", vsftpd.display()), e))?;
             let mut child = Some(child);
             let addr = SocketAddrV4::new(ip, port);
-            match wait_ready(&mut child, addr, builder.netns.as_ref(), &log_path, &stderr_path) {
+            // vsftpd logs each connection before it greets, so a greeting
+            // without one in the log is another server's.
+            let readiness = Readiness {
+                server: "vsftpd",
+                log: &|| server_log("vsftpd", &log_path, &stderr_path),
+                greeted_by_us: &|_| read_log(&log_path).contains(CONNECTED),
+                elsewhere_hint: "vsftpd's log shows no connection: another server has the port, \
+                                 or a config line turned vsftpd's log off",
+            };
+            match wait_ready(&mut child, addr, builder.netns.as_ref(), &readiness) {
                 Ok(()) => {
                     return Ok(Vsftpd {
                         child,
@@ -378,85 +346,6 @@ impl Drop for Vsftpd {
     fn drop(&mut self) {
         let _ = self.kill();
     }
-}
-
-/// Waits until a connection to `addr` (made from inside `netns`, if given)
-/// gets a line starting with `220` from this vsftpd: its log shows the
-/// connection, so the greeting is not another server's that took the port.
-fn wait_ready(
-    child: &mut Option<Child>,
-    addr: SocketAddrV4,
-    netns: Option<&Namespace>,
-    log_path: &Path,
-    stderr_path: &Path,
-) -> Result<(), HarnessError> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    let addr = SocketAddr::V4(addr);
-    let failed = |reason: String| HarnessError::Start { reason, log: server_log(log_path, stderr_path) };
-    let mut greeted_elsewhere = false;
-    loop {
-        match child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => {}
-            Some(Ok(Some(status))) => {
-                *child = None;
-                return Err(failed(format!("vsftpd exited ({status})")));
-            }
-            Some(Err(e)) => return Err(HarnessError::io("checking on vsftpd", e)),
-            None => return Err(failed("vsftpd was already stopped".into())),
-        }
-        let stream = match netns {
-            Some(ns) => netns::connect_from(ns, addr, Duration::from_millis(500)),
-            None => TcpStream::connect_timeout(&addr, Duration::from_millis(500)),
-        };
-        // An error is vsftpd closing the connection (exiting) or being slow:
-        // look again.
-        if let Ok(line) = stream.and_then(read_greeting) {
-            if !line.starts_with("220") {
-                return Err(failed(format!("unexpected greeting {line:?} from {addr}")));
-            }
-            // vsftpd logs the connection before it greets.
-            if read_log(log_path).contains(CONNECTED) {
-                return Ok(());
-            }
-            greeted_elsewhere = true;
-        }
-        if Instant::now() >= deadline {
-            let reason = if greeted_elsewhere {
-                format!(
-                    "{addr} answers 220 but vsftpd's log shows no connection: another server has the port, \
-                     or a config line turned vsftpd's log off"
-                )
-            } else {
-                format!("no 220 greeting from {addr} after {} s", START_TIMEOUT.as_secs())
-            };
-            return Err(failed(reason));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// vsftpd's log file, then its stderr if it wrote anything.
-fn server_log(log_path: &Path, stderr_path: &Path) -> String {
-    let mut log = read_log(log_path);
-    let stderr = read_log(stderr_path);
-    if !stderr.is_empty() {
-        log.push_str("\n--- vsftpd's stderr ---\n");
-        log.push_str(&stderr);
-    }
-    log
-}
-
-/// The first line the server sends; then `QUIT`, so the session ends at once.
-fn read_greeting(stream: TcpStream) -> io::Result<String> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(&stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    if line.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the greeting"));
-    }
-    let _ = (&stream).write_all(b"QUIT\r\n");
-    Ok(line.trim_end().to_string())
 }
 
 /// The certificate and key of a TLS server.
@@ -511,8 +400,7 @@ struct Settings<'a> {
 
 impl Settings<'_> {
     fn render(&self, builder: &VsftpdBuilder, port: u16) -> String {
-        let pasv_min =
-            PASV_FIRST + u16::try_from(random_u64() % u64::from(PASV_END - PASV_FIRST - PASV_PORTS)).unwrap_or(0);
+        let (pasv_min, pasv_max) = passive_range();
         let mut config = String::from("# Written by tether-test-servers for one test.\n");
         let mut line = |text: String| {
             config.push_str(&text);
@@ -536,7 +424,7 @@ impl Settings<'_> {
         line("chroot_local_user=NO".into());
         line("pasv_enable=YES".into());
         line(format!("pasv_min_port={pasv_min}"));
-        line(format!("pasv_max_port={}", pasv_min + PASV_PORTS - 1));
+        line(format!("pasv_max_port={pasv_max}"));
         if let Some(address) = builder.pasv_address {
             line(format!("pasv_address={address}"));
             line("pasv_addr_resolve=NO".into());
@@ -585,84 +473,10 @@ impl Settings<'_> {
     }
 }
 
-/// The first id from [`FIRST_ID`] that is neither a uid in `/etc/passwd` nor
-/// a gid in `/etc/group`, as `(uid, gid)`.
-fn free_ids() -> Result<(u32, u32), HarnessError> {
-    let ids = |path: &str| -> Result<BTreeSet<u32>, HarnessError> {
-        Ok(read_to_string(Path::new(path))?
-            .lines()
-            .filter(|line| line.split(':').next() != Some(USER))
-            .filter_map(|line| line.split(':').nth(2)?.parse().ok())
-            .collect())
-    };
-    let used: BTreeSet<u32> = ids("/etc/passwd")?.union(&ids("/etc/group")?).copied().collect();
-    let id = (FIRST_ID..u32::MAX)
-        .find(|id| !used.contains(id))
-        .ok_or_else(|| HarnessError::Config(format!("no free id from {FIRST_ID} in /etc/passwd and /etc/group")))?;
-    Ok((id, id))
-}
-
-/// The login's home: a temporary directory of its own, mode 0755, owned by
-/// `uid`, under directories everybody may enter.
-fn make_home(uid: u32, gid: u32) -> Result<TempDir, HarnessError> {
-    let home = tempfile::Builder::new()
-        .prefix("tether-vsftpd-home-")
-        .tempdir()
-        .map_err(|e| HarnessError::io("creating the FTP login's home directory", e))?;
-    let path = home.path();
-    if path.to_string_lossy().contains([':', '\n']) {
-        return Err(HarnessError::Config(format!(
-            "the home directory {} cannot go into /etc/passwd; set TMPDIR to a plain directory",
-            path.display()
-        )));
-    }
-    for parent in path.ancestors().skip(1) {
-        let mode = fs::metadata(parent)
-            .map_err(|e| HarnessError::io(format!("reading the mode of {}", parent.display()), e))?
-            .permissions()
-            .mode();
-        if mode & 0o001 == 0 {
-            return Err(HarnessError::Config(format!(
-                "the FTP login cannot enter {} (mode {mode:o}); set TMPDIR to a directory everybody can enter",
-                parent.display()
-            )));
-        }
-    }
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
-        .map_err(|e| HarnessError::io(format!("changing the owner of {}", path.display()), e))?;
-    set_mode(path, 0o755)?;
-    Ok(home)
-}
-
-/// `/etc/passwd` or `/etc/group` text without any entry of [`USER`], plus
-/// `entry`.
-fn with_entry(text: &str, entry: &str) -> String {
-    let mut out: String =
-        text.lines().filter(|line| line.split(':').next() != Some(USER)).flat_map(|line| [line, "\n"]).collect();
-    out.push_str(entry);
-    out.push('\n');
-    out
-}
-
-/// 64 random bits: std seeds the keys of each `RandomState` at random.
-fn random_u64() -> u64 {
-    RandomState::new().build_hasher().finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn entries_are_replaced_or_added() {
-        let passwd = "root:x:0:0::/root:/bin/sh\ntetherftp:x:5:5::/old:/bin/sh\nnobody:x:65534:65534::/:/bin/false";
-        assert_eq!(
-            with_entry(passwd, "tetherftp:x:61000:61000::/h:/bin/sh"),
-            "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\ntetherftp:x:61000:61000::/h:/bin/sh\n"
-        );
-        // A user whose name starts with the login's is kept.
-        assert!(with_entry("tetherftpx:x:1:1::/:/bin/sh\n", "e").starts_with("tetherftpx:"));
-    }
+    use crate::ftpd::{PASV_END, PASV_FIRST, PASV_PORTS};
 
     #[test]
     fn passive_ranges_stay_in_bounds() {

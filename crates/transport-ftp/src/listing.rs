@@ -36,10 +36,17 @@ pub(crate) fn parse_mlsx_line(line: &str) -> Option<Entry> {
     let mut size = 0;
     let mut mtime = None;
     let mut mode = None;
+    let mut link_target = None;
     for fact in facts.split(';').filter(|f| !f.is_empty()) {
         let (key, value) = fact.split_once('=')?;
         match key.to_ascii_lowercase().as_str() {
             "type" => {
+                // ProFTPD's `OS.unix=slink:<target>` names the link's target.
+                if let Some(target) =
+                    value.get(..14).filter(|p| p.eq_ignore_ascii_case("os.unix=slink:")).map(|_| &value[14..])
+                {
+                    link_target = Some(target.to_string()).filter(|t| !t.is_empty());
+                }
                 kind = Some(match value.to_ascii_lowercase().as_str() {
                     "file" => FileKind::File,
                     "dir" | "cdir" | "pdir" => FileKind::Dir,
@@ -66,7 +73,7 @@ pub(crate) fn parse_mlsx_line(line: &str) -> Option<Entry> {
     Some(Entry {
         name: name.to_string(),
         metadata: Metadata { kind, size, mode, uid: None, gid: None, mtime, sha512: None },
-        link_target: None,
+        link_target,
     })
 }
 
@@ -353,6 +360,8 @@ mod tests {
         );
         assert_eq!(e.metadata.mtime, Some(at(2024, 1, 2, 3, 4, 5) + Duration::from_millis(500)));
         assert_eq!(parse_mlsx_line("type=dir;modify=20240102030405; sub").unwrap().metadata.kind, FileKind::Dir);
+        let link = parse_mlsx_line("type=OS.unix=slink:/Abs/Target;UNIX.mode=0777; l").unwrap();
+        assert_eq!((link.metadata.kind, link.link_target.as_deref()), (FileKind::Link, Some("/Abs/Target")));
         assert!(parse_mlsx_line("type=cdir; .").is_none());
         assert!(parse_mlsx_line("garbage").is_none());
     }

@@ -25,6 +25,16 @@ use crate::error::{from_ftp, keeps_session, quote, reply_code};
 use crate::listing::{Entry, format_timeval, parse_list_line, parse_mlsx_line, parse_timeval};
 use crate::options::{NameEncoding, PassiveCommand};
 
+/// Which listing to read of a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listing {
+    /// `MLSD` where the server has it (exact facts), else `LIST -a`.
+    Facts,
+    /// `LIST -a`: links shown as links, with their targets, dangling ones
+    /// included (ProFTPD's `MLSD` leaves those out).
+    Links,
+}
+
 /// A data connection or a download in progress (suppaftp's stream, kept
 /// inside this crate).
 pub(crate) type DataStream = suppaftp::tokio::TransferStream<AsyncRustlsStream>;
@@ -40,8 +50,13 @@ const LISTING_CHUNK: usize = 64 * 1024;
 /// A logged-in control connection.
 pub(crate) struct Session {
     ftp: AsyncRustlsFtpStream,
-    /// The server lists `MLST` in `FEAT`: stat and list read facts, not `ls -l`.
-    pub(crate) mlst: bool,
+    /// The server lists `MLST` in `FEAT`: listings read `MLSD` facts, not
+    /// `ls -l` (stat reads the parent's `LIST`, which shows links as links:
+    /// ProFTPD's `MLST` follows a link and mixes its facts with the target's).
+    mlst: bool,
+    /// A NUL in a name reaches the server's file system as a newline
+    /// (vsftpd), rather than cutting the name short (ProFTPD).
+    nul_is_newline: bool,
     /// The server lists `MFMT`: mtimes are set with it, else with a
     /// two-argument `MDTM` (vsftpd, ProFTPD).
     mfmt: bool,
@@ -247,8 +262,18 @@ impl Session {
             Err(e) if keeps_session(&e) => "/".to_string(),
             Err(e) => return Err(from_ftp(&e, "connect", what)),
         };
+        // A directory that cannot exist, behind a NUL: a server that cuts
+        // the name there enters `home` instead (250).
+        let probe = format!("CWD {}/\0tether-newline-probe", home.trim_end_matches('/'));
+        let cut = reply(reply_limit, what, "CWD", ftp.custom_command(probe, &[Status::RequestedFileActionOk])).await?;
+        let nul_is_newline = match cut {
+            Ok(_) => false,
+            Err(e) if keeps_session(&e) => true,
+            Err(e) => return Err(from_ftp(&e, "connect", what)),
+        };
         let mut session = Session {
             ftp,
+            nul_is_newline,
             mlst: has("MLST"),
             mfmt: has("MFMT"),
             passive: 0,
@@ -296,7 +321,14 @@ impl Session {
     /// `path` as the server should read it: absolute (relative paths start
     /// at the login directory), with the RFC 959 convention that a newline
     /// in a name travels as NUL, since the line would otherwise end there.
-    pub(crate) fn wire(&self, path: &str) -> String {
+    /// A server that cuts names at a NUL instead (ProFTPD) would act on a
+    /// shorter name, another file: there such names are refused.
+    pub(crate) fn wire(&self, path: &str) -> Result<String> {
+        if path.contains('\n') && !self.nul_is_newline {
+            return Err(Error::new(ErrorKind::Unsupported, "ftp").with_context(format!(
+                "{path:?}: this server cuts names at the NUL that stands for a newline, so a name with a newline would name another file"
+            )));
+        }
         let absolute = if path.starts_with('/') {
             path.to_string()
         } else if self.home.ends_with('/') {
@@ -304,7 +336,7 @@ impl Session {
         } else {
             format!("{}/{path}", self.home)
         };
-        absolute.replace('\n', "\0")
+        Ok(absolute.replace('\n', "\0"))
     }
 
     /// A control command with its expected replies, bounded by `socket_timeout`.
@@ -325,7 +357,7 @@ impl Session {
     /// missing path, a directory).
     pub(crate) async fn size(&mut self, shared: &Shared, operation: &str, path: &str) -> Result<Option<u64>> {
         let limit = shared.options.socket_limit();
-        let wire = self.wire(path);
+        let wire = self.wire(path)?;
         let outcome = bounded(limit, self.ftp.size(wire)).await;
         match self.settle(outcome, limit, operation, path) {
             Ok(size) => Ok(Some(size as u64)),
@@ -337,7 +369,7 @@ impl Session {
     /// `MDTM`: the modification time, when the server tells.
     pub(crate) async fn mtime(&mut self, shared: &Shared, operation: &str, path: &str) -> Result<Option<SystemTime>> {
         let limit = shared.options.socket_limit();
-        let line = format!("MDTM {}", self.wire(path));
+        let line = format!("MDTM {}", self.wire(path)?);
         let outcome = bounded(limit, self.ftp.custom_command(line, &[Status::File])).await;
         match self.settle(outcome, limit, operation, path) {
             Ok(reply) => {
@@ -360,9 +392,9 @@ impl Session {
             );
         };
         let line = if self.mfmt {
-            format!("MFMT {stamp} {}", self.wire(path))
+            format!("MFMT {stamp} {}", self.wire(path)?)
         } else {
-            format!("MDTM {stamp} {}", self.wire(path))
+            format!("MDTM {stamp} {}", self.wire(path)?)
         };
         self.command(shared, line, &[Status::File, Status::CommandOk, Status::RequestedFileActionOk], "set mtime", path)
             .await
@@ -370,13 +402,13 @@ impl Session {
 
     /// `SITE CHMOD`.
     pub(crate) async fn chmod(&mut self, shared: &Shared, path: &str, mode: u32) -> Result<()> {
-        let line = format!("SITE CHMOD {mode:o} {}", self.wire(path));
+        let line = format!("SITE CHMOD {mode:o} {}", self.wire(path)?);
         self.command(shared, line, &[Status::CommandOk], "chmod", path).await
     }
 
     /// `CWD`: true when `path` is a directory the session can enter.
     pub(crate) async fn enter(&mut self, shared: &Shared, path: &str) -> Result<bool> {
-        let line = format!("CWD {}", self.wire(path));
+        let line = format!("CWD {}", self.wire(path)?);
         match self.command(shared, line, &[Status::RequestedFileActionOk, Status::CommandOk], "cd", path).await {
             Ok(()) => Ok(true),
             Err(_) if !self.broken => Ok(false),
@@ -386,43 +418,28 @@ impl Session {
 
     /// `MKD`.
     pub(crate) async fn make_dir(&mut self, shared: &Shared, path: &str) -> Result<()> {
-        let line = format!("MKD {}", self.wire(path));
+        let line = format!("MKD {}", self.wire(path)?);
         self.command(shared, line, &[Status::PathCreated, Status::CommandOk], "mkdir", path).await
     }
 
     /// `RMD`.
     pub(crate) async fn remove_dir(&mut self, shared: &Shared, path: &str) -> Result<()> {
-        let line = format!("RMD {}", self.wire(path));
+        let line = format!("RMD {}", self.wire(path)?);
         self.command(shared, line, &[Status::RequestedFileActionOk, Status::CommandOk], "remove", path).await
     }
 
     /// `DELE`.
     pub(crate) async fn remove_file(&mut self, shared: &Shared, path: &str) -> Result<()> {
-        let line = format!("DELE {}", self.wire(path));
+        let line = format!("DELE {}", self.wire(path)?);
         self.command(shared, line, &[Status::RequestedFileActionOk, Status::CommandOk], "remove", path).await
     }
 
     /// `RNFR` and `RNTO`.
     pub(crate) async fn rename(&mut self, shared: &Shared, from: &str, to: &str) -> Result<()> {
-        let line = format!("RNFR {}", self.wire(from));
+        let line = format!("RNFR {}", self.wire(from)?);
         self.command(shared, line, &[Status::RequestFilePending], "rename", from).await?;
-        let line = format!("RNTO {}", self.wire(to));
+        let line = format!("RNTO {}", self.wire(to)?);
         self.command(shared, line, &[Status::RequestedFileActionOk, Status::CommandOk], "rename", to).await
-    }
-
-    /// `MLST`: the facts of one path, or `None` when the server refuses.
-    pub(crate) async fn facts(&mut self, shared: &Shared, path: &str) -> Result<Option<Entry>> {
-        let limit = shared.options.socket_limit();
-        let line = format!("MLST {}", self.wire(path));
-        let outcome = bounded(limit, self.ftp.custom_command(line, &[Status::RequestedFileActionOk])).await;
-        match self.settle(outcome, limit, "stat", path) {
-            Ok(reply) => {
-                let text = String::from_utf8_lossy(&reply.body).to_string();
-                Ok(text.split("\r\n").filter(|l| l.starts_with(' ')).find_map(parse_mlsx_line))
-            }
-            Err(_) if !self.broken => Ok(None),
-            Err(err) => Err(err),
-        }
     }
 
     /// Opens a data connection for `command` (a transfer or a listing),
@@ -461,13 +478,13 @@ impl Session {
             let line = format!("REST {offset}");
             self.command(shared, line, &[Status::RequestFilePending], "get", path).await?;
         }
-        let command = format!("RETR {}", self.wire(path));
+        let command = format!("RETR {}", self.wire(path)?);
         self.open_data(shared, command, "get", path).await
     }
 
     /// `STOR`.
     pub(crate) async fn upload(&mut self, shared: &Shared, path: &str) -> Result<DataStream> {
-        let command = format!("STOR {}", self.wire(path));
+        let command = format!("STOR {}", self.wire(path)?);
         self.open_data(shared, command, "put", path).await
     }
 
@@ -510,8 +527,9 @@ impl Session {
     /// The entries of the directory the session is in (`MLSD`, or
     /// `LIST -a` parsed), with `.` and `..` left out; at most
     /// `max_listing_bytes` of listing are read.
-    pub(crate) async fn list_here(&mut self, shared: &Shared, shown: &str) -> Result<Vec<Entry>> {
-        let command = if self.mlst { "MLSD".to_string() } else { "LIST -a".to_string() };
+    pub(crate) async fn list_here(&mut self, shared: &Shared, shown: &str, listing: Listing) -> Result<Vec<Entry>> {
+        let machine = self.mlst && listing == Listing::Facts;
+        let command = if machine { "MLSD".to_string() } else { "LIST -a".to_string() };
         let mut stream = self.open_data(shared, command, "list", shown).await?;
         let limit = shared.options.socket_limit();
         let cap = shared.options.extra.max_listing_bytes;
@@ -551,7 +569,7 @@ impl Session {
         let entries = text
             .split("\r\n")
             .filter(|line| !line.is_empty())
-            .filter_map(|line| if self.mlst { parse_mlsx_line(line) } else { parse_list_line(line, now) })
+            .filter_map(|line| if machine { parse_mlsx_line(line) } else { parse_list_line(line, now) })
             .map(|mut entry| {
                 entry.name = entry.name.replace('\0', "\n");
                 entry

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::connect::{FtpHost, Loan, Shared};
 use crate::listing::Entry;
 use crate::options::NameEncoding;
-use crate::session::{DataStream, Session};
+use crate::session::{DataStream, Listing, Session};
 use crate::throttle::Pace;
 
 /// Bytes moved per read or write of a transfer.
@@ -112,12 +112,9 @@ async fn stat_on(session: &mut Session, shared: &Shared, path: &str, follow: boo
     Err(Error::new(ErrorKind::InvalidInput, "stat").with_context(format!("{path}: too many levels of symbolic links")))
 }
 
-/// The listing entry of `path`: its facts (`MLST`), or its line in its
-/// parent's listing.
+/// The listing entry of `path`: its line in its parent's `LIST`, which
+/// shows a link as a link, with its target.
 async fn entry_of(session: &mut Session, shared: &Shared, path: &str) -> Result<Option<Entry>> {
-    if session.mlst {
-        return session.facts(shared, path).await;
-    }
     let (parent, name) = split(path);
     if name.is_empty() || name == "." || name == ".." {
         // The root (or a path that names a directory by itself): all FTP can tell is that it is one.
@@ -139,7 +136,7 @@ async fn entry_of(session: &mut Session, shared: &Shared, path: &str) -> Result<
     if !session.enter(shared, &parent).await? {
         return Ok(None);
     }
-    let entries = session.list_here(shared, &parent).await?;
+    let entries = session.list_here(shared, &parent, Listing::Links).await?;
     Ok(entries.into_iter().find(|entry| entry.name == name))
 }
 
@@ -502,7 +499,7 @@ impl FileTransfer for FtpHost {
                         }
                     });
                 }
-                session.list_here(shared, path).await
+                session.list_here(shared, path, Listing::Facts).await
             })
             .await?;
         let mut listing: Vec<DirEntry> =
@@ -524,7 +521,7 @@ impl FileTransfer for FtpHost {
                     }),
                 };
             }
-            let absolute = session.wire(path).replace('\0', "\n");
+            let absolute = session.wire(path)?.replace('\0', "\n");
             let mut prefix = String::new();
             for part in absolute.split('/').filter(|p| !p.is_empty()) {
                 prefix.push('/');
@@ -562,8 +559,8 @@ impl FileTransfer for FtpHost {
                 Ok(()) => Ok(()),
                 Err(refusal) if session.broken => Err(refusal),
                 Err(refusal) => {
-                    let occupied =
-                        session.enter(shared, path).await? && !session.list_here(shared, path).await?.is_empty();
+                    let occupied = session.enter(shared, path).await?
+                        && !session.list_here(shared, path, Listing::Facts).await?.is_empty();
                     Err(if occupied {
                         Error::new(ErrorKind::DirectoryNotEmpty, "remove").with_context(path.to_string())
                     } else {

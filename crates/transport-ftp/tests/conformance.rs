@@ -1,6 +1,7 @@
 //! The conformance suite against a real vsftpd, plain and with explicit
 //! FTPS: `ftp` declares files only, so its exec and tunnel checks pass by
 //! refusing, and every file check (hostile names included) must pass.
+//! ProFTPD runs the file checks in `proftpd.rs`.
 
 mod common;
 

@@ -509,12 +509,12 @@ fn drip_limits() -> Vec<(&'static str, serde_json::Value)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dripping_reply_times_a_list_out_at_socket_timeout() {
     bounded(async {
-        // The connect runs at full speed; from CWD on, every byte of every
+        // The connect runs at full speed; from `CWD /dir` on, every byte of every
         // reply comes 200 ms after the last: `250 Directory changed.` would
         // take 4.8 s. Bytes keep arriving all along: the limit is on the
         // whole reply, not on a silence.
         let every = Duration::from_millis(200);
-        let server = HostileFtp::start(Misbehaviour::SlowDripFrom { every, command: "CWD" }).await;
+        let server = HostileFtp::start(Misbehaviour::SlowDripFrom { every, command: "CWD /dir" }).await;
         server.put_file("/dir/f.bin", pattern(10_000));
         let host = host_for(&server, &drip_limits());
         let files = host.files().await.unwrap();

@@ -248,7 +248,8 @@ impl Session {
             let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
             let (verb, arg) = (verb.to_ascii_uppercase(), arg.trim());
             if let Misbehaviour::SlowDripFrom { command, .. } = self.misbehaviour {
-                self.dripping |= verb.eq_ignore_ascii_case(command);
+                // A verb (`SIZE`) or the start of a line (`CWD /dir`).
+                self.dripping |= line.to_ascii_uppercase().starts_with(&command.to_ascii_uppercase());
             }
             if self.logged_in && self.misbehaviour == Misbehaviour::EndlessMultiline {
                 return self.endless().await;
