@@ -300,6 +300,7 @@ fn parse_dos_time(text: &str) -> Option<NaiveTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> SystemTime {
         let t = NaiveDate::from_ymd_opt(y, mo, d).unwrap().and_hms_opt(h, mi, s).unwrap().and_utc().timestamp();
@@ -364,6 +365,29 @@ mod tests {
         assert_eq!((link.metadata.kind, link.link_target.as_deref()), (FileKind::Link, Some("/Abs/Target")));
         assert!(parse_mlsx_line("type=cdir; .").is_none());
         assert!(parse_mlsx_line("garbage").is_none());
+    }
+
+    proptest::proptest! {
+        /// A listing is the server's text: whatever it holds, parsing ends
+        /// in an entry or nothing, never a panic.
+        #[test]
+        fn any_line_parses_or_is_skipped(line in "\\PC{0,120}", prefix in "[-dlcbps][-rwxsStT]{9}") {
+            let now = SystemTime::now();
+            let _ = parse_list_line(&line, now);
+            let _ = parse_list_line(&format!("{prefix}{line}"), now);
+            let _ = parse_list_line(&format!("{prefix} 1 0 0 12 Dec 07 10:00{line}"), now);
+            let _ = parse_mlsx_line(&line);
+            let _ = parse_timeval(&line);
+        }
+
+        /// A Unix line's name comes back exactly, whatever spaces it holds.
+        #[test]
+        fn unix_names_survive(name in "[^\\r\\n/]{1,40}") {
+            prop_assume!(name != "." && name != "..");
+            let line = format!("-rw-r--r-- 1 0 0 12 Dec 07 10:00 {name}");
+            let entry = parse_list_line(&line, SystemTime::now()).unwrap();
+            prop_assert_eq!(entry.name, name);
+        }
     }
 
     #[test]
