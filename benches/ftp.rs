@@ -1,0 +1,600 @@
+//! The `ftp` scheme against curl, on one private vsftpd on loopback (plain
+//! FTP, `tether_test_servers::Vsftpd`), in the same run, both timed as whole
+//! processes from spawn to exit:
+//!
+//! - **get**: `tether --hosts hosts.json get box REMOTE LOCAL` vs `curl -sS
+//!   -o LOCAL ftp://USER:PASSWORD@127.0.0.1:PORT/%2FREMOTE`, both into a
+//!   file on tmpfs (`/dev/shm` when it has room, else a tempdir);
+//! - **put**: `tether … put box LOCAL REMOTE` vs `curl -sS -T LOCAL
+//!   ftp://…/%2FREMOTE`, from the same local file;
+//! - the CPU time (user + system) of every timed process, from this
+//!   process's `cutime`/`cstime` around its reaping (10 ms ticks): what a
+//!   client costs, which the load of a busy machine does not change much;
+//! - the peak RSS (`VmHWM`) of every timed process, sampled from
+//!   `/proc/PID/status` every few milliseconds while it runs, and exactly
+//!   (GNU time's `%M`, the kernel's `ru_maxrss`) in an untimed warm-up run of
+//!   each when `/usr/bin/time` exists. The bench fails when a tether process
+//!   peaks above 200 MiB;
+//! - after the gets, the server's ceiling: `curl -o /dev/null` (vsftpd
+//!   sends with `sendfile`, nothing is written locally), no ratio.
+//!
+//! The file the server sends lives in the server's `scratch_dir()` (a real
+//! path here: no chroot), so both tools download the very same file; puts go
+//! to two other names in that directory, each removed (and the filesystems
+//! synced) before every timed run. The server's home is under `TMPDIR`:
+//! `TMPDIR=/dev/shm` puts the server's files on tmpfs too, so a put measures
+//! the clients rather than the disk. Every transfer, timed or not, is checked
+//! afterwards by size and SHA-256 against the source, so a fast wrong result
+//! cannot win. Runs come in pairs whose order alternates (tether first in
+//! pairs 1, 3, 5; curl first in 2 and 4: ABBA…), after one untimed warm-up
+//! run of each. A ratio is curl's time over tether's (tether's MiB/s over
+//! curl's): ≥ 1.00 means tether is as fast or faster. The table gives the
+//! ratio of the medians and the median of the five pairs' ratios; the goal
+//! (≥ 1.00) is judged on the latter, each pair's runs having seen the same
+//! machine.
+//!
+//! `cargo bench --bench ftp` runs 1 GiB, 5 pairs; `cargo test --benches`,
+//! `--quick` or `TETHER_BENCH_QUICK=1` a smoke pass (4 MiB, 1 pair).
+//! `TETHER_BENCH_FILE_MIB` changes the size, `TETHER_BENCH_PAIRS` the pair
+//! count, `TETHER_BENCH_ONLY=get` or `put` picks one direction;
+//! `TETHER_BENCH_WRAP='strace -f -c -o FILE'` (or `perf record …`) runs each
+//! timed tether process under a profiler (its cost then lands in tether's
+//! times). Needs root (the harness's private login), vsftpd and curl.
+//! Results go to BENCHMARKS.md.
+
+mod support;
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::{Better, Mode, Samples, Stat, Table};
+use tether_test_servers::Vsftpd;
+
+type BenchResult<T> = Result<T, Box<dyn Error>>;
+
+/// The most a tether process may hold at once, whatever the file size.
+const RSS_LIMIT_KIB: u64 = 200 * 1024;
+
+/// How often a running process's `VmHWM` is read.
+const SAMPLE_EVERY: Duration = Duration::from_millis(5);
+
+/// Where the local files go when it has room for them.
+const TMPFS: &str = "/dev/shm";
+
+/// The host's id in the bench's `hosts.json`.
+const HOST: &str = "box";
+
+fn main() -> BenchResult<()> {
+    let mode = Mode::from_env();
+    let Some(tether) = option_env!("CARGO_BIN_EXE_tether") else {
+        return Err("the `tether` binary is not built (feature `cli`)".into());
+    };
+    let mib: u64 =
+        std::env::var("TETHER_BENCH_FILE_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(mode.pick(1024, 4));
+    let size = mib * support::MIB;
+    let pairs: usize =
+        std::env::var("TETHER_BENCH_PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(mode.pick(5, 1)).max(1);
+    // The local source and the two downloads.
+    let dir = local_dir(3 * size + 64 * support::MIB)?;
+
+    println!("# ftp transport benchmark ({mode:?} mode)\n");
+    print!("{}", support::machine_description(dir.path()));
+    println!("server: {}", first_line("sh", &["-c", "vsftpd -v 0>&1"]));
+    println!("reference: {}", first_line("curl", &["--version"]));
+    println!("tether: {tether}");
+
+    let vsftpd = Vsftpd::start()?;
+    let scratch = vsftpd.scratch_dir();
+    let fs = support::filesystem_of(&scratch).unwrap_or_else(|| "unknown".into());
+    println!("server files: {} ({fs})", scratch.display());
+    if !fs.starts_with("tmpfs") {
+        println!("  (not tmpfs: puts also measure this disk; TMPDIR={TMPFS} moves the server's home to tmpfs)");
+    }
+    let time = Path::new("/usr/bin/time").exists();
+    println!(
+        "peak RSS: VmHWM sampled every {} ms in every timed run{}\n",
+        SAMPLE_EVERY.as_millis(),
+        if time { "; exact (GNU time %M) in the warm-up runs" } else { "; /usr/bin/time missing, no exact figure" }
+    );
+
+    let local_source = dir.path().join("source.bin");
+    support::write_random_file(&local_source, size, 0xf7f7_0012)?;
+    let remote_source = scratch.join("source.bin");
+    std::fs::copy(&local_source, &remote_source)?;
+    std::fs::File::open(&remote_source)?.sync_all()?;
+    let hash = support::sha256_file(&local_source)?;
+    let hosts = dir.path().join("hosts.json");
+    let inventory = serde_json::json!({
+        HOST: {
+            "ip": vsftpd.ip().to_string(),
+            "creds": { vsftpd.user(): vsftpd.password() },
+            "term": "ftp",
+            "transfer": "ftp",
+            "ftp_options": { "port": vsftpd.port() },
+        }
+    });
+    std::fs::write(&hosts, inventory.to_string())?;
+
+    let bench = Bench {
+        tether: PathBuf::from(tether),
+        hosts,
+        dir: dir.path().to_path_buf(),
+        url: format!("ftp://{}:{}@{}:{}", vsftpd.user(), vsftpd.password(), vsftpd.ip(), vsftpd.port()),
+        local_source,
+        remote_source,
+        remote_tether: scratch.join("put-tether.bin"),
+        remote_curl: scratch.join("put-curl.bin"),
+        size,
+        hash,
+        pairs,
+        time,
+        mode,
+        local_tmpfs: support::filesystem_of(dir.path()).is_some_and(|fs| fs.starts_with("tmpfs")),
+    };
+    let mut table = Table::new();
+    println!("load average before: {}", load_average());
+    let result = bench.run(&mut table);
+    println!("load average after: {}", load_average());
+    // What was measured before a failure is still worth seeing.
+    println!("\n{}", table.render());
+    if result.is_err() {
+        // The server's side of a failure: its last replies and transfers.
+        let log = vsftpd.log();
+        let lines: Vec<&str> = log.lines().collect();
+        println!("vsftpd's log, last lines:\n{}", lines[lines.len().saturating_sub(40)..].join("\n"));
+    }
+    drop(vsftpd);
+    result
+}
+
+/// A directory for the local files: on [`TMPFS`] when it has `need` bytes
+/// free, else in the default temporary directory.
+fn local_dir(need: u64) -> BenchResult<tempfile::TempDir> {
+    let builder = || {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("tether-bench-ftp-");
+        builder
+    };
+    let free = Command::new("df")
+        .args(["--output=avail", "-B1", TMPFS])
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).lines().nth(1)?.trim().parse::<u64>().ok());
+    match free {
+        Some(free) if free >= need => Ok(builder().tempdir_in(TMPFS)?),
+        _ => {
+            println!("{TMPFS} has less than {} MiB free: local files go to the temporary directory", need >> 20);
+            Ok(builder().tempdir()?)
+        }
+    }
+}
+
+/// The first line `program ARGS` prints, for the header.
+fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_string))
+        .unwrap_or_else(|| format!("{program}: unknown version"))
+}
+
+/// `path` as an FTP URL path after `/%2F`: every byte but unreserved ones
+/// and `/` percent-encoded.
+fn url_path(path: &Path) -> BenchResult<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    let relative = bytes.strip_prefix(b"/").ok_or("an absolute server path")?;
+    let mut out = String::new();
+    for &b in relative {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(out)
+}
+
+/// Which way the bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Get,
+    Put,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Get => "get",
+            Direction::Put => "put",
+        }
+    }
+}
+
+/// The contenders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    Tether,
+    Curl,
+}
+
+/// One process's wall time (spawn to exit), CPU time and peak RSS.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    time: Duration,
+    /// User and system CPU time, to the clock tick (10 ms).
+    user: Duration,
+    system: Duration,
+    /// The highest `VmHWM` sampled, KiB.
+    sampled_kib: u64,
+}
+
+struct Bench {
+    tether: PathBuf,
+    hosts: PathBuf,
+    dir: PathBuf,
+    /// `ftp://USER:PASSWORD@IP:PORT`, no path.
+    url: String,
+    local_source: PathBuf,
+    remote_source: PathBuf,
+    remote_tether: PathBuf,
+    remote_curl: PathBuf,
+    size: u64,
+    hash: String,
+    pairs: usize,
+    /// Whether GNU time is at `/usr/bin/time`.
+    time: bool,
+    mode: Mode,
+    /// Whether the local files are on tmpfs.
+    local_tmpfs: bool,
+}
+
+impl Bench {
+    fn run(&self, table: &mut Table) -> BenchResult<()> {
+        let only = std::env::var("TETHER_BENCH_ONLY").unwrap_or_default();
+        let wanted = |part: &str| only.is_empty() || only.split(',').any(|p| p.trim() == part);
+        let mut over_limit = Vec::new();
+        for direction in [Direction::Get, Direction::Put] {
+            if wanted(direction.name()) {
+                over_limit.extend(self.direction(direction, table)?);
+            }
+        }
+        if !over_limit.is_empty() {
+            return Err(format!("memory is not flat: {}", over_limit.join("; ")).into());
+        }
+        Ok(())
+    }
+
+    /// The warm-up, the timed pairs and the table rows of one direction;
+    /// gives the tether peaks above [`RSS_LIMIT_KIB`], described.
+    fn direction(&self, direction: Direction, table: &mut Table) -> BenchResult<Vec<String>> {
+        let mib = self.size / support::MIB;
+        let name = direction.name();
+        println!("{name}: {mib} MiB, 1 untimed warm-up run of each, then {} timed pair(s)", self.pairs);
+        // The warm-up: exact peaks where GNU time is there.
+        let mut exact = [None, None];
+        for (slot, tool) in exact.iter_mut().zip([Tool::Tether, Tool::Curl]) {
+            *slot = self.once(direction, tool, self.time)?.1;
+        }
+        let (mut tether, mut curl) = (Samples::new(), Samples::new());
+        let (mut tether_cpu, mut curl_cpu) = (Samples::new(), Samples::new());
+        let (mut tether_peak, mut curl_peak) = (0, 0);
+        let mut pair_ratios = Vec::new();
+        for pair in 0..self.pairs {
+            let curl_first = pair % 2 == 1;
+            let order = if curl_first { [Tool::Curl, Tool::Tether] } else { [Tool::Tether, Tool::Curl] };
+            let mut runs = [None, None];
+            for tool in order {
+                let (run, _) = self.once(direction, tool, false)?;
+                runs[usize::from(tool == Tool::Curl)] = Some(run);
+            }
+            let [Some(t), Some(c)] = runs else { unreachable!("both tools ran") };
+            let ratio = c.time.as_secs_f64() / t.time.as_secs_f64();
+            let show = |run: &Run| {
+                format!(
+                    "{:.3} s = {:.0} MiB/s (cpu {:.2} user + {:.2} sys), peak {}",
+                    run.time.as_secs_f64(),
+                    support::mib_per_s(self.size, run.time),
+                    run.user.as_secs_f64(),
+                    run.system.as_secs_f64(),
+                    support::fmt_kib(run.sampled_kib)
+                )
+            };
+            println!(
+                "  pair {} ({} first): tether {}; curl {}; curl/tether time {ratio:.2}",
+                pair + 1,
+                if curl_first { "curl" } else { "tether" },
+                show(&t),
+                show(&c),
+            );
+            tether.push(t.time);
+            curl.push(c.time);
+            tether_cpu.push(t.user + t.system);
+            curl_cpu.push(c.user + c.system);
+            tether_peak = tether_peak.max(t.sampled_kib);
+            curl_peak = curl_peak.max(c.sampled_kib);
+            pair_ratios.push(ratio);
+        }
+        pair_ratios.sort_by(f64::total_cmp);
+        let mid = pair_ratios.len() / 2;
+        let median_ratio =
+            if pair_ratios.len() % 2 == 1 { pair_ratios[mid] } else { (pair_ratios[mid - 1] + pair_ratios[mid]) / 2.0 };
+        println!(
+            "  {name}: median of the pair ratios {median_ratio:.2} (pairs: {})",
+            pair_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ")
+        );
+
+        let (t, c) = (tether.mib_s(Stat::Median, self.size), curl.mib_s(Stat::Median, self.size));
+        let ratio = support::ratio(t, c);
+        // The goal is judged on the pairs (each pair's two runs saw the
+        // same machine), not on medians taken apart.
+        let verdict = match self.mode {
+            Mode::Quick => format!("pairs' median {median_ratio:.2}, smoke run: no verdict"),
+            Mode::Full if median_ratio >= 1.0 => format!("pairs' median {median_ratio:.2}, goal ≥ 1.00: met"),
+            Mode::Full => format!("pairs' median {median_ratio:.2}, goal ≥ 1.00: MISSED"),
+        };
+        let (label, tool) = match direction {
+            Direction::Get if self.local_tmpfs => ("get", "curl -o FILE (tmpfs)"),
+            Direction::Get => ("get", "curl -o FILE"),
+            Direction::Put => ("put", "curl -T FILE"),
+        };
+        table.row(
+            &format!("{label} {mib} MiB, whole process, median of {}", self.pairs),
+            format!("{t:.0} MiB/s"),
+            tool,
+            format!("{c:.0} MiB/s"),
+            format!("{}, {verdict}", support::fmt_ratio(ratio, Better::Higher)),
+        );
+        let (tb, cb) = (tether.mib_s(Stat::Best, self.size), curl.mib_s(Stat::Best, self.size));
+        table.row(
+            &format!("{label} {mib} MiB, whole process, best of {}", self.pairs),
+            format!("{tb:.0} MiB/s"),
+            tool,
+            format!("{cb:.0} MiB/s"),
+            support::fmt_ratio(support::ratio(tb, cb), Better::Higher),
+        );
+        let (tc, cc) = (tether_cpu.median(), curl_cpu.median());
+        table.row(
+            &format!("{label} {mib} MiB, CPU time of the process (user + sys), median"),
+            format!("{:.2} s", tc.as_secs_f64()),
+            tool,
+            format!("{:.2} s", cc.as_secs_f64()),
+            support::fmt_ratio(support::ratio(tc.as_secs_f64(), cc.as_secs_f64()), Better::Lower),
+        );
+        let show = |sampled: u64, exact: Option<u64>| match exact {
+            Some(exact) => format!("{} ({} exact, warm-up)", support::fmt_kib(sampled), support::fmt_kib(exact)),
+            None => support::fmt_kib(sampled),
+        };
+        let tether_max = tether_peak.max(exact[0].unwrap_or(0));
+        table.row(
+            &format!("peak RSS of the process, {label} {mib} MiB (goal ≤ 200 MiB)"),
+            show(tether_peak, exact[0]),
+            "curl",
+            show(curl_peak, exact[1]),
+            if tether_max <= RSS_LIMIT_KIB { "goal: met".into() } else { "goal: MISSED".into() },
+        );
+        if direction == Direction::Get {
+            self.ceiling(table)?;
+        }
+        Ok(if tether_max > RSS_LIMIT_KIB {
+            vec![format!("tether {label} peaked at {}", support::fmt_kib(tether_max))]
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// One run of `tool` in `direction` from a clean start (destination
+    /// removed, filesystems synced), checked by size and SHA-256. With
+    /// `exact`, untimed under GNU time: the second value is its `%M`.
+    fn once(&self, direction: Direction, tool: Tool, exact: bool) -> BenchResult<(Run, Option<u64>)> {
+        let destination = match (direction, tool) {
+            (Direction::Get, Tool::Tether) => self.dir.join("got-tether.bin"),
+            (Direction::Get, Tool::Curl) => self.dir.join("got-curl.bin"),
+            (Direction::Put, Tool::Tether) => self.remote_tether.clone(),
+            (Direction::Put, Tool::Curl) => self.remote_curl.clone(),
+        };
+        match std::fs::remove_file(&destination) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        support::sync_filesystems()?;
+        let mut command = match tool {
+            Tool::Tether => {
+                let mut command = Command::new(&self.tether);
+                command
+                    .arg("--hosts")
+                    .arg(&self.hosts)
+                    .arg(direction.name())
+                    .arg(HOST)
+                    // Only the bench's inventory; no settings (the bench directory has no .tether/).
+                    .env_remove("TETHER_SETTINGS")
+                    .env_remove("TETHER_HOSTS")
+                    .env_remove("RUST_LOG")
+                    .current_dir(&self.dir);
+                match direction {
+                    Direction::Get => command.arg(&self.remote_source).arg(&destination),
+                    Direction::Put => command.arg(&self.local_source).arg(&destination),
+                };
+                command
+            }
+            Tool::Curl => {
+                let mut command = Command::new("curl");
+                command.arg("-sS");
+                match direction {
+                    Direction::Get => {
+                        command.arg("-o").arg(&destination).arg(self.url_of(&self.remote_source)?);
+                    }
+                    Direction::Put => {
+                        command.arg("-T").arg(&self.local_source).arg(self.url_of(&destination)?);
+                    }
+                }
+                command
+            }
+        };
+        let label = format!("{tool:?} {}", direction.name()).to_lowercase();
+        let (run, exact_kib) = if exact {
+            let mut wrapped = wrap(&["/usr/bin/time", "-f", "%M", "--"], &command);
+            let (run, _, stderr) = timed(&label, &mut wrapped)?;
+            let kib = stderr.lines().last().and_then(|l| l.trim().parse().ok());
+            (run, kib)
+        } else if tool == Tool::Tether
+            && let Ok(profiler) = std::env::var("TETHER_BENCH_WRAP")
+            && !profiler.trim().is_empty()
+        {
+            // Profiling only: the wrapper's cost lands in tether's times.
+            let words: Vec<&str> = profiler.split_whitespace().collect();
+            (timed(&label, &mut wrap(&words, &command))?.0, None)
+        } else {
+            (timed(&label, &mut command)?.0, None)
+        };
+        check(&label, &destination, self.size, &self.hash)?;
+        Ok((run, exact_kib))
+    }
+
+    /// The server's ceiling for a get: `curl -o /dev/null` (vsftpd sends
+    /// with `sendfile`, nothing is written locally), checked by byte count.
+    fn ceiling(&self, table: &mut Table) -> BenchResult<()> {
+        let mut times = Samples::new();
+        for _ in 0..self.pairs {
+            support::sync_filesystems()?;
+            let mut command = Command::new("curl");
+            command.args(["-sS", "-o", "/dev/null", "-w", "%{size_download}"]).arg(self.url_of(&self.remote_source)?);
+            let (run, stdout, _) = timed("curl get to /dev/null", &mut command)?;
+            if stdout.trim() != self.size.to_string() {
+                return Err(format!("curl get to /dev/null: {} bytes, not {}", stdout.trim(), self.size).into());
+            }
+            times.push(run.time);
+        }
+        let all: Vec<String> =
+            times.all().iter().map(|t| format!("{:.0}", support::mib_per_s(self.size, *t))).collect();
+        println!("  ceiling, curl -o /dev/null: {} MiB/s", all.join(", "));
+        table.row(
+            &format!(
+                "(ceiling) get {} MiB, nothing written locally, median of {}",
+                self.size / support::MIB,
+                self.pairs
+            ),
+            String::new(),
+            "curl -o /dev/null",
+            format!("{:.0} MiB/s", times.mib_s(Stat::Median, self.size)),
+            String::new(),
+        );
+        Ok(())
+    }
+
+    fn url_of(&self, path: &Path) -> BenchResult<String> {
+        Ok(format!("{}/%2F{}", self.url, url_path(path)?))
+    }
+}
+
+/// Runs `command` to completion, timing it from spawn to exit while another
+/// thread samples its `VmHWM`; fails when it fails. Gives its stdout and
+/// stderr too.
+fn timed(label: &str, command: &mut Command) -> BenchResult<(Run, String, String)> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // The sampler starts before the clock and learns the pid by a channel.
+    let (send_pid, pid) = mpsc::channel::<u32>();
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let Ok(pid) = pid.recv() else { return 0 };
+            let status = PathBuf::from(format!("/proc/{pid}/status"));
+            let mut peak = 0;
+            // A process gone (or a zombie, which has no memory) ends it.
+            while let Some(kib) = vm_hwm_kib(&status) {
+                peak = peak.max(kib);
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(SAMPLE_EVERY);
+            }
+            peak
+        })
+    };
+    let children_before = children_cpu();
+    let started = Instant::now();
+    let spawned = command.spawn();
+    let child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            drop(send_pid);
+            let _ = sampler.join();
+            return Err(format!("{label}: starting {}: {e}", command.get_program().display()).into());
+        }
+    };
+    let _ = send_pid.send(child.id());
+    let out = child.wait_with_output();
+    let time = started.elapsed();
+    // Only this child was reaped in between.
+    let (user, system) = match (children_before, children_cpu()) {
+        (Some((u0, s0)), Some((u1, s1))) => (u1.saturating_sub(u0), s1.saturating_sub(s0)),
+        _ => (Duration::ZERO, Duration::ZERO),
+    };
+    done.store(true, Ordering::Relaxed);
+    let sampled_kib = sampler.join().map_err(|_| "the RSS sampler panicked")?;
+    let out = out?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(format!("{label}: {}: {}", out.status, stderr.trim()).into());
+    }
+    Ok((Run { time, user, system, sampled_kib }, String::from_utf8_lossy(&out.stdout).into_owned(), stderr))
+}
+
+/// The user and system CPU time of this process's reaped children
+/// (`cutime`, `cstime` of `/proc/self/stat`), at USER_HZ = 100.
+fn children_cpu() -> Option<(Duration, Duration)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses: state is field 3.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |field: usize| fields.get(field - 3)?.parse::<u64>().ok().map(|t| Duration::from_millis(t * 10));
+    Some((ticks(16)?, ticks(17)?))
+}
+
+/// `/proc/loadavg`'s three averages.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// `PREFIX… PROGRAM ARGS…` with `command`'s directory and environment.
+fn wrap(prefix: &[&str], command: &Command) -> Command {
+    let mut wrapped = Command::new(prefix[0]);
+    wrapped.args(&prefix[1..]).arg(command.get_program()).args(command.get_args());
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
+}
+
+/// `VmHWM` from a `/proc/PID/status`, KiB.
+fn vm_hwm_kib(status: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(status).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// Fails unless `path` holds exactly the source: `size` bytes, SHA-256 `hash`.
+fn check(label: &str, path: &Path, size: u64, hash: &str) -> BenchResult<()> {
+    let len = std::fs::metadata(path).map_err(|e| format!("{label}: {}: {e}", path.display()))?.len();
+    if len != size {
+        return Err(format!("{label}: {} has {len} bytes, the source {size}", path.display()).into());
+    }
+    let got = support::sha256_file(path)?;
+    if got != hash {
+        return Err(format!("{label}: {} differs from the source (sha256 {got})", path.display()).into());
+    }
+    Ok(())
+}
