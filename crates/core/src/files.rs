@@ -264,7 +264,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<'_, W> {
 }
 
 /// Bytes moved per read when a local file is streamed.
-const LOCAL_BUFFER: usize = 1 << 20;
+const LOCAL_BUFFER: usize = 256 << 10;
 
 /// Bytes `get_file` writes between two background syncs of the file's data:
 /// the disk works while the transfer goes on, and the final fsync only waits

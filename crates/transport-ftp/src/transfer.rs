@@ -17,7 +17,7 @@ use crate::session::{DataStream, Listing, Session};
 use crate::throttle::Pace;
 
 /// Bytes moved per read or write of a transfer.
-const TRANSFER_CHUNK: usize = 1 << 20;
+const TRANSFER_CHUNK: usize = 256 << 10;
 
 /// Symbolic links followed in a row before a path is called a loop.
 const MAX_LINK_DEPTH: usize = 16;
