@@ -54,6 +54,10 @@ pub use tether_transport_telnet as telnet;
 #[cfg(feature = "ftp")]
 pub use tether_transport_ftp as ftp;
 
+/// The `nc` transport (feature `nc`).
+#[cfg(feature = "nc")]
+pub use tether_transport_nc as nc;
+
 /// The options tables of Tether's transports that this build leaves out.
 /// An inventory shared between builds may carry them: they are kept
 /// unchecked instead of being refused as typos, and each crate's own entry
@@ -73,7 +77,6 @@ mod reserved_tables {
     inventory::submit! { ReservedTable::new("telnet_options", "telnet") }
     #[cfg(not(feature = "ftp"))]
     inventory::submit! { ReservedTable::new("ftp_options", "ftp") }
-    // The nc crate is still to come: until it lands its table is reserved
-    // whatever the features say.
+    #[cfg(not(feature = "nc"))]
     inventory::submit! { ReservedTable::new("nc_options", "nc") }
 }

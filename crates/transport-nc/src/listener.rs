@@ -1,0 +1,598 @@
+//! The netcat listener on the host: a free port, `nc -l` under a watchdog,
+//! the wait until the port listens, and what the script reports at the end.
+//!
+//! One script does it all on one command channel, so a transfer holds one
+//! session of the command transport at a time (on SSH, `max_sessions`
+//! counts it, and transfers beyond the bound queue for a slot):
+//!
+//! 1. for a put, create the private temporary file (`umask 077`, `set -C`);
+//! 2. start `nc -l -p PORT` in the background, and a watchdog that kills it
+//!    after `listener_timeout`;
+//! 3. poll until the port listens (or netcat died: a port in use, …);
+//! 4. report `ready`, then wait for the word `go` on stdin, sent once the
+//!    data connection is up. It disarms the watchdog. Should stdin end
+//!    instead (the local side died, or gave up), netcat is killed at once:
+//!    stdin is the lifeline. A terminal has no stdin pipe; there the
+//!    watchdog is disarmed by a `kill` run as a second command;
+//! 5. report netcat's exit status, then the file's size and SHA-256.
+//!
+//! Every line the script reports on starts with [`MARK`].
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tether_core::raw::shell_files::{failed, word};
+use tether_core::{BoxReader, BoxWriter, Command, Error, ErrorKind, ExitStatus, Output, Process, Result, Transport};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::options::{NcOptions, Strategy};
+use crate::probe::{MARK, PortTool, Probe, clip};
+
+/// Ports tried before giving up when each one turns out to be taken.
+const PORT_ATTEMPTS: usize = 8;
+
+/// Bytes of a reported line kept; longer lines are cut.
+const LINE_KEPT: usize = 4096;
+
+/// Bytes of unmarked output (stderr, or a terminal's merged output) kept
+/// for error messages.
+const CHATTER_KEPT: usize = 64 * 1024;
+
+/// How long a listener whose transfer is over may take to go away before
+/// it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// The script's exit code when the temporary file cannot be created.
+const EXIT_NO_TEMPORARY: i32 = 97;
+
+/// What the listener does with the data connection.
+#[derive(Debug, Clone)]
+pub(crate) enum Job {
+    /// Receive into `temp`, a fresh private file (a put).
+    Receive { temp: PathBuf },
+    /// Send `file` (a get).
+    Send { file: PathBuf },
+}
+
+/// What the script reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    /// Listening; the watchdog's pid, and whether stdin is the lifeline.
+    Ready { watchdog: u32, lifeline: bool },
+    /// netcat ended before it listened, with this status.
+    Failed(i32),
+    /// netcat ended after the transfer, with this status.
+    Exit(i32),
+    /// The file's size in bytes.
+    Size(u64),
+    /// The file's SHA-256, lower-case hex.
+    Sha256(String),
+}
+
+impl Event {
+    fn parse(line: &str) -> Option<Event> {
+        let rest = line.strip_prefix(MARK)?.trim();
+        let (word, value) = rest.split_once(' ').unwrap_or((rest, ""));
+        let value = value.trim();
+        match word {
+            "ready" => {
+                let (pid, stdin) = value.split_once(' ').unwrap_or((value, ""));
+                Some(Event::Ready { watchdog: pid.parse().ok()?, lifeline: stdin == "pipe" })
+            }
+            "failed" => value.parse().ok().map(Event::Failed),
+            "exit" => value.parse().ok().map(Event::Exit),
+            "size" => value.parse().ok().map(Event::Size),
+            "sha256" => sha256_in(value).map(Event::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// The SHA-256 in a line of `sha256sum` (`HEX  -`) or `openssl dgst`
+/// (`SHA2-256(stdin)= HEX`, `(stdin)= HEX`).
+fn sha256_in(line: &str) -> Option<String> {
+    line.split(|c: char| c.is_whitespace() || c == '=')
+        .find(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+}
+
+/// The shell test that succeeds once `port` listens, with `$p` the port
+/// and `$i` the number of polls so far.
+fn listening_check(probe: &Probe, options: &NcOptions, port: u16) -> String {
+    if options.listener_check == Strategy::Custom {
+        let command = options.listener_cmd.as_deref().unwrap_or("false").replace("{port}", &port.to_string());
+        return format!("{{ {command}; }} >/dev/null 2>&1");
+    }
+    match probe.ports {
+        PortTool::Ss => "ss -ltn 2>/dev/null | grep -q \":$p[^0-9]\"".to_string(),
+        PortTool::Netstat => "netstat -ltn 2>/dev/null | grep -q \":$p[^0-9]\"".to_string(),
+        PortTool::ProcNet => {
+            format!("grep -q ':{port:04X} [0-9A-F]*:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null")
+        }
+        // Nothing shows listening ports: netcat alive for 0.2 s has bound.
+        PortTool::Probe => "[ $i -ge 4 ]".to_string(),
+    }
+}
+
+/// The listener script (see the module's documentation), one line long so
+/// that a console runs it as well.
+fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
+    let seconds = options.listener_timeout().as_secs_f64().ceil().max(1.0) as u64;
+    let (setup, redirect, cleanup) = match job {
+        Job::Receive { temp } => (
+            format!("t={}; umask 077; set -C; : > \"$t\" || exit {EXIT_NO_TEMPORARY}; set +C; ", word(temp)),
+            "</dev/null >>\"$t\"",
+            "rm -f \"$t\"; ",
+        ),
+        Job::Send { file } => (format!("t={}; ", word(file)), "<\"$t\" >/dev/null", ""),
+    };
+    let check = listening_check(probe, options, port);
+    let mut script = setup;
+    script.push_str(&format!("p={port}; {} -l -p $p {redirect} & n=$!; ", probe.nc));
+    script.push_str(&format!(
+        "( trap 'kill $z 2>/dev/null; exit 0' TERM; sleep {seconds} & z=$!; wait $z; kill $n 2>/dev/null ) & w=$!; "
+    ));
+    script.push_str(&format!(
+        "i=0; while :; do if ! kill -0 $n 2>/dev/null; then wait $n; s=$?; kill $w 2>/dev/null; {cleanup}\
+         echo \"{MARK} failed $s\"; exit 0; fi; if {check}; then break; fi; i=$((i+1)); \
+         sleep 0.05 2>/dev/null || sleep 1; done; "
+    ));
+    script.push_str(&format!(
+        "if [ -p /dev/stdin ] || [ -S /dev/stdin ]; then echo \"{MARK} ready $w pipe\"; \
+         if read g && [ \"$g\" = go ]; then kill $w 2>/dev/null; else kill $n 2>/dev/null; fi; \
+         else echo \"{MARK} ready $w none\"; fi; "
+    ));
+    script.push_str(&format!(
+        "wait $n; s=$?; kill $w 2>/dev/null; echo \"{MARK} exit $s\"; [ $s = 0 ] || exit 0; \
+         echo \"{MARK} size $(wc -c <\"$t\")\""
+    ));
+    if let Some(hasher) = probe.hasher {
+        script.push_str(&format!("; echo \"{MARK} sha256 $({hasher} <\"$t\")\""));
+    }
+    script
+}
+
+/// Ports this connection's transfers hold, so two of them never pick the
+/// same one.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Reserved(Arc<Mutex<HashSet<u16>>>);
+
+/// A port held in [`Reserved`] until dropped.
+struct Hold {
+    reserved: Reserved,
+    port: u16,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.reserved.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.port);
+    }
+}
+
+impl Reserved {
+    /// Holds the first port from `from` that is neither in `used` nor held.
+    fn hold_first(&self, from: u16, used: &HashSet<u16>) -> Option<Hold> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let port = (from..=u16::MAX).find(|p| !used.contains(p) && !held.contains(p))?;
+        held.insert(port);
+        Some(Hold { reserved: self.clone(), port })
+    }
+}
+
+/// The ports in use on the host, as `ss -ltn`, `netstat -ltn` or
+/// `/proc/net/tcp` show them. Over-inclusive is harmless: a port skipped
+/// for nothing costs nothing.
+fn listening_ports(tool: PortTool, text: &str) -> HashSet<u16> {
+    let mut ports = HashSet::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match tool {
+            PortTool::ProcNet => {
+                if fields.get(3) == Some(&"0A")
+                    && let Some(port) = fields.get(1).and_then(|a| a.rsplit(':').next())
+                    && let Ok(port) = u16::from_str_radix(port, 16)
+                {
+                    ports.insert(port);
+                }
+            }
+            _ => {
+                for field in fields {
+                    if let Some((_, port)) = field.rsplit_once(':')
+                        && let Ok(port) = port.parse()
+                    {
+                        ports.insert(port);
+                    }
+                }
+            }
+        }
+    }
+    ports
+}
+
+/// Where the port search starts, and the ports known to be taken.
+async fn port_survey(inner: &Arc<dyn Transport>, probe: &Probe, options: &NcOptions) -> Result<(u16, HashSet<u16>)> {
+    let limit = options.listener_timeout();
+    if options.port_strategy == Strategy::Custom {
+        let line = options.port_cmd.as_deref().unwrap_or("false");
+        let output = inner.exec(&Command::shell(line).timeout(limit).check(true)).await.map_err(|e| {
+            Error::new(e.kind(), "nc").with_context(format!("nc_options.port_cmd `{line}` failed: {e}"))
+        })?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let port = text.split_whitespace().next().and_then(|w| w.parse::<u16>().ok()).filter(|p| *p > 0);
+        return match port {
+            Some(port) => Ok((port, HashSet::new())),
+            None => Err(Error::new(ErrorKind::InvalidConfig, "nc")
+                .with_context(format!("nc_options.port_cmd `{line}` printed no port: {:?}", clip(&text)))),
+        };
+    }
+    let listing = match probe.ports {
+        PortTool::Ss => "ss -ltn",
+        PortTool::Netstat => "netstat -ltn",
+        PortTool::ProcNet => "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; true",
+        PortTool::Probe => return Ok((options.port, HashSet::new())),
+    };
+    let output = inner.exec(&Command::shell(listing).env("LC_ALL", "C").timeout(limit).check(true)).await?;
+    Ok((options.port, listening_ports(probe.ports, &String::from_utf8_lossy(&output.stdout))))
+}
+
+/// A running listener script.
+pub(crate) struct Listener {
+    process: Option<Process>,
+    stdin: Option<BoxWriter>,
+    events: mpsc::Receiver<Event>,
+    chatter: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    watchdog: u32,
+    lifeline: bool,
+    inner: Arc<dyn Transport>,
+    hold: Hold,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").field("port", &self.hold.port).finish_non_exhaustive()
+    }
+}
+
+/// What the script reported once netcat ended.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub status: Option<i32>,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+}
+
+/// Reads `pipe` line by line: marked lines become events, the rest is kept
+/// as chatter for error messages.
+fn read_lines(pipe: BoxReader, events: Option<mpsc::Sender<Event>>, chatter: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            // Bounded: a line longer than LINE_KEPT is cut, the rest skipped.
+            match (&mut reader).take(LINE_KEPT as u64).read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if !line.ends_with(b"\n") && line.len() >= LINE_KEPT {
+                let mut rest = Vec::new();
+                let _ = (&mut reader).take(u64::MAX).read_until(b'\n', &mut rest).await;
+            }
+            let text = String::from_utf8_lossy(&line);
+            match (Event::parse(text.trim_end()), &events) {
+                (Some(event), Some(events)) => {
+                    if events.send(event).await.is_err() {
+                        break;
+                    }
+                }
+                _ => {
+                    let mut kept = chatter.lock().unwrap_or_else(|p| p.into_inner());
+                    let room = CHATTER_KEPT.saturating_sub(kept.len());
+                    kept.extend_from_slice(&line[..line.len().min(room)]);
+                }
+            }
+        }
+    })
+}
+
+/// True when netcat's complaint says the port is taken (every flavour
+/// says "in use": "Address already in use", busybox's "Address in use").
+fn port_taken(chatter: &str) -> bool {
+    chatter.to_ascii_lowercase().contains("in use")
+}
+
+impl Listener {
+    /// Starts a listener for `job` on a free port, trying the next port when
+    /// one turns out to be taken.
+    pub(crate) async fn start(
+        inner: &Arc<dyn Transport>,
+        probe: &Probe,
+        options: &NcOptions,
+        reserved: &Reserved,
+        job: &Job,
+        shown: &Path,
+    ) -> Result<Listener> {
+        let (mut from, mut used) = port_survey(inner, probe, options).await?;
+        let mut taken = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let Some(hold) = reserved.hold_first(from, &used) else { break };
+            match Listener::start_on(inner, probe, options, job, hold, shown).await? {
+                Ok(listener) => return Ok(listener),
+                Err(port) => {
+                    tracing::debug!(port, "port taken on the host; trying another");
+                    taken.push(port);
+                    used.insert(port);
+                    from = port.saturating_add(1).max(1);
+                }
+            }
+        }
+        Err(Error::new(ErrorKind::AlreadyExists, "nc")
+            .with_context(format!("{}: no free port for a listener (taken: {taken:?})", shown.display())))
+    }
+
+    /// One attempt; `Ok(Err(port))` when the port was taken.
+    async fn start_on(
+        inner: &Arc<dyn Transport>,
+        probe: &Probe,
+        options: &NcOptions,
+        job: &Job,
+        hold: Hold,
+        shown: &Path,
+    ) -> Result<std::result::Result<Listener, u16>> {
+        let port = hold.port;
+        let script = script(probe, options, job, port);
+        let command = Command::shell(&script).env("LC_ALL", "C");
+        let mut process = inner.spawn(&command).await?;
+        let (send, events) = mpsc::channel(8);
+        let chatter = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        if let Some(stdout) = process.stdout.take() {
+            readers.push(read_lines(stdout, Some(send), chatter.clone()));
+        }
+        if let Some(stderr) = process.stderr.take() {
+            readers.push(read_lines(stderr, None, chatter.clone()));
+        }
+        let stdin = process.stdin.take();
+        let mut listener = Listener {
+            process: Some(process),
+            stdin,
+            events,
+            chatter,
+            readers,
+            watchdog: 0,
+            lifeline: false,
+            inner: inner.clone(),
+            hold,
+        };
+        let limit = options.listener_timeout();
+        match tokio::time::timeout(limit, listener.events.recv()).await {
+            Ok(Some(Event::Ready { watchdog, lifeline })) => {
+                listener.watchdog = watchdog;
+                listener.lifeline = lifeline && listener.stdin.is_some();
+                Ok(Ok(listener))
+            }
+            Ok(Some(Event::Failed(status))) => {
+                let chatter = listener.chatter_text().await;
+                if port_taken(&chatter) {
+                    return Ok(Err(port));
+                }
+                Err(Error::new(ErrorKind::CommandFailed, "nc").with_context(format!(
+                    "{}: `{} -l -p {port}` exited with status {status} before it listened: {}",
+                    shown.display(),
+                    options.exec_name,
+                    clip(chatter.trim())
+                )))
+            }
+            Ok(Some(other)) => Err(Error::new(ErrorKind::Protocol, "nc")
+                .with_context(format!("{}: the listener reported {other:?} before it was ready", shown.display()))),
+            Ok(None) => {
+                // The script ended without a word: it could not start (the
+                // temporary file, a shell error). Its status and stderr say why.
+                let status = listener.wait().await;
+                let chatter = listener.chatter_text().await;
+                let output = Output { status, stdout: Vec::new(), stderr: chatter.into_bytes() };
+                Err(failed("put", shown.display(), output))
+            }
+            Err(_) => Err(Error::new(ErrorKind::Timeout, "nc").with_context(format!(
+                "{}: port {port} did not listen within {:.1} s (listener_timeout)",
+                shown.display(),
+                limit.as_secs_f64()
+            ))),
+        }
+    }
+
+    /// The port listened on.
+    pub(crate) fn port(&self) -> u16 {
+        self.hold.port
+    }
+
+    /// The data connection is up: disarms the watchdog, through stdin or,
+    /// on a terminal, with a `kill` command of its own.
+    pub(crate) async fn arm(&mut self) -> Result<()> {
+        if self.lifeline {
+            if let Some(stdin) = self.stdin.as_mut() {
+                stdin.write_all(b"go\n").await.map_err(|e| Error::io("nc", e).with_context("telling the listener"))?;
+                stdin.flush().await.map_err(|e| Error::io("nc", e).with_context("telling the listener"))?;
+            }
+            return Ok(());
+        }
+        // In the background: the terminal's sessions may all be busy, and
+        // the data must not wait for one.
+        let inner = self.inner.clone();
+        let watchdog = self.watchdog;
+        tokio::spawn(async move {
+            let disarm = Command::shell(format!("kill {watchdog} 2>/dev/null; true"));
+            if let Err(err) = inner.exec(&disarm).await {
+                tracing::warn!(%err, "could not disarm the listener's watchdog");
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits, `limit` per step, for netcat's exit and the script's report.
+    pub(crate) async fn finish(&mut self, limit: Duration) -> Result<Outcome> {
+        let mut outcome = Outcome::default();
+        loop {
+            match tokio::time::timeout(limit, self.events.recv()).await {
+                Ok(Some(Event::Exit(status))) => outcome.status = Some(status),
+                Ok(Some(Event::Size(size))) => outcome.size = Some(size),
+                Ok(Some(Event::Sha256(digest))) => outcome.sha256 = Some(digest),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(Error::new(ErrorKind::Timeout, "nc").with_context(format!(
+                        "the listener on port {} did not finish within {:.1} s",
+                        self.port(),
+                        limit.as_secs_f64()
+                    )));
+                }
+            }
+        }
+        self.stdin.take();
+        self.wait().await;
+        Ok(outcome)
+    }
+
+    /// What netcat and the script said besides their reports.
+    pub(crate) async fn chatter_text(&mut self) -> String {
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(EXIT_GRACE, reader).await;
+        }
+        String::from_utf8_lossy(&self.chatter.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    async fn wait(&mut self) -> ExitStatus {
+        let Some(mut process) = self.process.take() else { return ExitStatus::Code(-1) };
+        match tokio::time::timeout(EXIT_GRACE, process.wait()).await {
+            Ok(Ok(status)) => status,
+            _ => {
+                let _ = process.kill().await;
+                ExitStatus::Code(-1)
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    /// A listener given up on: closing stdin makes the script kill netcat;
+    /// the process is reaped (or killed) in the background.
+    fn drop(&mut self) {
+        self.stdin.take();
+        for reader in self.readers.drain(..) {
+            reader.abort();
+        }
+        if let Some(mut process) = self.process.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let lifeline = self.lifeline;
+            runtime.spawn(async move {
+                if lifeline && tokio::time::timeout(EXIT_GRACE, process.wait()).await.is_ok() {
+                    return;
+                }
+                let _ = process.kill().await;
+                let _ = tokio::time::timeout(EXIT_GRACE, process.wait()).await;
+            });
+        }
+    }
+}
+
+/// Reads what a listener sends before the data flows, or after the put's
+/// data: netcat receiving a file sends nothing, so any byte means the
+/// connection reached something else.
+pub(crate) async fn unexpected_answer(stream: &mut tether_core::BoxStream, limit: Duration) -> Result<usize> {
+    let mut buffer = [0u8; 64];
+    let mut total = 0;
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(total),
+            Ok(Ok(n)) => {
+                total += n;
+                if total >= buffer.len() {
+                    return Ok(total);
+                }
+            }
+            Err(_) => {
+                return Err(Error::new(ErrorKind::Timeout, "nc").with_context(format!(
+                    "the listener did not close the data connection within {:.1} s",
+                    limit.as_secs_f64()
+                )));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Flavour;
+
+    #[test]
+    fn events_parse_and_junk_is_not_an_event() {
+        assert_eq!(Event::parse("tether-nc: ready 123 pipe"), Some(Event::Ready { watchdog: 123, lifeline: true }));
+        assert_eq!(Event::parse("tether-nc: ready 7 none"), Some(Event::Ready { watchdog: 7, lifeline: false }));
+        assert_eq!(Event::parse("tether-nc: exit 143"), Some(Event::Exit(143)));
+        assert_eq!(Event::parse("tether-nc: size       42"), Some(Event::Size(42)));
+        let hex = "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14";
+        for line in [format!("{hex}  -"), format!("SHA2-256(stdin)= {hex}"), format!("(stdin)= {}", hex.to_uppercase())]
+        {
+            assert_eq!(Event::parse(&format!("tether-nc: sha256 {line}")), Some(Event::Sha256(hex.into())), "{line}");
+        }
+        for junk in ["tether-nc: sha256 ", "tether-nc: size x", "nc: Address already in use", "tether-nc: ready"] {
+            assert_eq!(Event::parse(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn ports_are_read_from_each_tool() {
+        let ss = "State  Recv-Q Send-Q Local Address:Port Peer Address:Port\n\
+                  LISTEN 0      128          0.0.0.0:22        0.0.0.0:*\n\
+                  LISTEN 0      1               [::]:20001        [::]:*\n";
+        let ports = listening_ports(PortTool::Ss, ss);
+        assert!(ports.contains(&22) && ports.contains(&20001), "{ports:?}");
+        let proc = "  sl  local_address rem_address   st\n\
+                    0: 00000000:4E20 00000000:0000 0A 00000000:00000000\n\
+                    1: 0100007F:4E21 0100007F:9C40 01 00000000:00000000\n";
+        assert_eq!(listening_ports(PortTool::ProcNet, proc), HashSet::from([0x4E20]));
+    }
+
+    #[test]
+    fn held_ports_are_skipped() {
+        let reserved = Reserved::default();
+        let first = reserved.hold_first(20000, &HashSet::from([20000])).unwrap();
+        assert_eq!(first.port, 20001);
+        assert_eq!(reserved.hold_first(20000, &HashSet::from([20000])).unwrap().port, 20002);
+        drop(first);
+        assert_eq!(reserved.hold_first(20001, &HashSet::new()).unwrap().port, 20001);
+        assert!(reserved.hold_first(u16::MAX, &HashSet::from([u16::MAX])).is_none());
+    }
+
+    #[test]
+    fn taken_ports_in_every_flavours_words() {
+        for message in [
+            "nc: Address already in use",
+            "Can't grab 0.0.0.0:20000 with bind : Address already in use",
+            "Ncat: bind to 0.0.0.0:20000: Address already in use. QUITTING.",
+            "nc: bind: Address in use",
+        ] {
+            assert!(port_taken(message), "{message}");
+        }
+        assert!(!port_taken("nc: Permission denied"));
+    }
+
+    #[test]
+    fn the_script_is_one_line_and_quotes_the_file() {
+        let probe =
+            Probe { flavour: Flavour::OpenBsd, ports: PortTool::Ss, hasher: Some("sha256sum"), nc: "nc".into() };
+        let job = Job::Receive { temp: PathBuf::from("/tmp/it's\nnew") };
+        let script = script(&probe, &NcOptions::default(), &job, 20000);
+        assert!(!script.contains("\n\n"), "{script}");
+        assert!(script.contains("nc -l -p $p"), "{script}");
+        assert!(script.contains("sleep 30 "), "{script}");
+        assert!(script.contains("umask 077; set -C"), "{script}");
+    }
+}

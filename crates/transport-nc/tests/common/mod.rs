@@ -1,0 +1,76 @@
+//! What the nc tests share: hosts, transfers, and the checks that nothing
+//! is left behind.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tether_core::{Dialer, FileTransfer, Host, HostConfig, OptionSource, PutOptions};
+use tether_transport_nc::{Flavour, NcFiles, NcOptions};
+// Linked through their registry entries.
+use tether_transport_local as _;
+
+/// The netcat commands of the four flavours, as Debian installs them.
+pub const FLAVOURS: &[(&str, Flavour)] = &[
+    ("nc.openbsd", Flavour::OpenBsd),
+    ("nc.traditional", Flavour::Traditional),
+    ("ncat", Flavour::Ncat),
+    ("busybox nc", Flavour::Busybox),
+];
+
+/// A host whose commands run here and whose files go through `nc`.
+pub fn local_host(options: &[(&str, serde_json::Value)]) -> Host {
+    let mut config = HostConfig::new("localhost", "local", "nc");
+    for (key, value) in options {
+        config.options.set("nc_options", key, value.clone(), OptionSource::Api).unwrap();
+    }
+    Host::new(config).unwrap()
+}
+
+pub async fn files_of(host: &Host) -> Arc<dyn FileTransfer> {
+    host.files().await.expect("nc connects")
+}
+
+/// `nc` files over a local shell, built by hand.
+pub fn local_nc(options: NcOptions) -> NcFiles {
+    let local = Arc::new(tether_transport_local::LocalHost::default()).into_connection();
+    NcFiles::new(local.transport().expect("local runs commands"), options, Dialer::direct(), "127.0.0.1")
+}
+
+/// Options with `exec_name` set.
+pub fn named(exec_name: &str) -> NcOptions {
+    NcOptions { exec_name: exec_name.to_string(), ..Default::default() }
+}
+
+pub async fn put(files: &dyn FileTransfer, path: &Path, data: &[u8]) -> tether_core::Result<u64> {
+    let mut reader = data;
+    files.put(&mut reader, path, &PutOptions::default()).await
+}
+
+pub async fn get(files: &dyn FileTransfer, path: &Path) -> tether_core::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    files.get(path, &mut out).await?;
+    Ok(out)
+}
+
+/// The names in `dir`, sorted.
+pub fn leftovers(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
+/// No netcat listener of this machine is left (polled: the clean-up of a
+/// failed transfer may run a moment after the error).
+pub fn assert_no_listener(exec_name: &str) {
+    let program = exec_name.split(' ').next().unwrap();
+    for _ in 0..100 {
+        let out = std::process::Command::new("pgrep").args(["-f", &format!("^{exec_name} -l -p")]).output().unwrap();
+        if out.stdout.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("a `{program}` listener is still running");
+}

@@ -1,0 +1,42 @@
+//! `nc` over the `local` term, with every netcat flavour this machine has.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use tether_core::{ErrorKind, FileTransfer, PutOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flavour_round_trips_a_file() {
+    for (exec_name, flavour) in FLAVOURS {
+        let dir = tempfile::tempdir().unwrap();
+        let host = local_host(&[("exec_name", (*exec_name).into())]);
+        let files = files_of(&host).await;
+        let data = tether_core::conformance::random_bytes(3 << 20, 7);
+        let remote = dir.path().join("copy.bin");
+        let sent = put(&*files, &remote, &data).await.unwrap_or_else(|e| panic!("{exec_name}: {e}"));
+        assert_eq!(sent, data.len() as u64);
+        assert!(std::fs::read(&remote).unwrap() == data, "{exec_name}: the put's bytes differ");
+        let back = get(&*files, &remote).await.unwrap_or_else(|e| panic!("{exec_name}: {e}"));
+        assert!(back == data, "{exec_name}: the get's bytes differ");
+        assert_eq!(local_nc(named(exec_name)).flavour().await.unwrap(), *flavour, "{exec_name}");
+        assert_eq!(leftovers(dir.path()), ["copy.bin"], "{exec_name}");
+        assert_no_listener(exec_name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_nc_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = local_host(&[("exec_name", "/nonexistent/nc".into())]);
+    let files = files_of(&host).await;
+    let remote = dir.path().join("x");
+    let err = put(&*files, &remote, b"data").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains("/nonexistent/nc") && err.to_string().contains("no such command"), "{err}");
+    assert!(leftovers(dir.path()).is_empty());
+    let _ = Path::new("x");
+    let _ = PutOptions::default();
+    let _: Option<&dyn FileTransfer> = None;
+}
