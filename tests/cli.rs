@@ -217,7 +217,11 @@ fn unknown_host_is_one_line() {
 #[test]
 fn unknown_scheme_lists_registered_ones() {
     let out = tether(&["exec", "gopher://x", "--", "true"]);
-    assert_one_line_error(&out, 255, "unknown scheme `gopher` (registered: ftp, local, mem, scp, sftp, ssh, telnet)");
+    assert_one_line_error(
+        &out,
+        255,
+        "unknown scheme `gopher` (registered: ftp, local, mem, nc, scp, sftp, ssh, telnet)",
+    );
     let out = tether(&["--term", "carrier-pigeon", "exec", "local", "--", "true"]);
     assert_one_line_error(&out, 255, "unknown scheme `carrier-pigeon`");
 }

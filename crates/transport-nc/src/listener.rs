@@ -100,19 +100,24 @@ fn sha256_in(line: &str) -> Option<String> {
         .map(str::to_ascii_lowercase)
 }
 
-/// The shell test that succeeds once `port` listens, with `$p` the port
-/// and `$i` the number of polls so far.
+/// The shell test that succeeds once netcat (pid `$n`) listens on `port`
+/// (`$p`); `$i` counts the polls so far. The listening socket must be
+/// netcat's own: a port that another transfer's listener took in the
+/// meantime must not pass for ours, or its data would go to the wrong file.
 fn listening_check(probe: &Probe, options: &NcOptions, port: u16) -> String {
     if options.listener_check == Strategy::Custom {
         let command = options.listener_cmd.as_deref().unwrap_or("false").replace("{port}", &port.to_string());
         return format!("{{ {command}; }} >/dev/null 2>&1");
     }
     match probe.ports {
-        PortTool::Ss => "ss -ltn 2>/dev/null | grep -q \":$p[^0-9]\"".to_string(),
-        PortTool::Netstat => "netstat -ltn 2>/dev/null | grep -q \":$p[^0-9]\"".to_string(),
-        PortTool::ProcNet => {
-            format!("grep -q ':{port:04X} [0-9A-F]*:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null")
-        }
+        PortTool::Ss => "ss -Hltnp 2>/dev/null | grep \":$p[^0-9]\" | grep -q \"pid=$n,\"".to_string(),
+        PortTool::Netstat => "netstat -ltnp 2>/dev/null | grep \":$p[^0-9]\" | grep -q \" $n/\"".to_string(),
+        // The listening line's inode must be one of netcat's sockets.
+        PortTool::ProcNet => format!(
+            "( l=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep ':{port:04X} [0-9A-F]*:0000 0A'); \
+             [ -n \"$l\" ] && for k in $(ls -l /proc/$n/fd 2>/dev/null | sed -n 's/.*socket:\\[\\([0-9]*\\)\\].*/\\1/p'); \
+             do case \"$l\" in *\" $k \"*) exit 0;; esac; done; exit 1 )"
+        ),
         // Nothing shows listening ports: netcat alive for 0.2 s has bound.
         PortTool::Probe => "[ $i -ge 4 ]".to_string(),
     }
@@ -156,10 +161,19 @@ fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
     script
 }
 
-/// Ports this connection's transfers hold, so two of them never pick the
-/// same one.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Reserved(Arc<Mutex<HashSet<u16>>>);
+/// Ports this process's transfers hold, so two of them never pick the same
+/// one (on one host or several: a port is a port of this machine too, when
+/// hosts share it through `local` or loopback). Transfers of other
+/// processes are told apart by the listener check.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reserved(&'static Mutex<HashSet<u16>>);
+
+impl Default for Reserved {
+    fn default() -> Self {
+        static HELD: std::sync::OnceLock<Mutex<HashSet<u16>>> = std::sync::OnceLock::new();
+        Reserved(HELD.get_or_init(|| Mutex::new(HashSet::new())))
+    }
+}
 
 /// A port held in [`Reserved`] until dropped.
 struct Hold {
@@ -179,7 +193,7 @@ impl Reserved {
         let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let port = (from..=u16::MAX).find(|p| !used.contains(p) && !held.contains(p))?;
         held.insert(port);
-        Some(Hold { reserved: self.clone(), port })
+        Some(Hold { reserved: *self, port })
     }
 }
 

@@ -500,6 +500,35 @@ macro_rules! conformance {
     };
 }
 
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_file_tests {
+    (($make:path) exec: $($exec:ident),* ; files: $($check:ident),* ; tunnel: $($tunnel:ident),* ;) => {
+        mod files {
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let subject = $make().await;
+                    $crate::conformance::run_check(concat!("files::", stringify!($check)), &subject).await;
+                }
+            )*
+        }
+    };
+}
+
+/// [`conformance!`](crate::conformance!)'s file checks only, for a scheme
+/// that moves files over another scheme's commands (`nc`, `shellfs` with a
+/// separate `term`): the host's `term` answers for commands and tunnels,
+/// and is tested under its own name.
+#[macro_export]
+macro_rules! conformance_files {
+    ($make:ident) => {
+        mod conformance {
+            $crate::__for_each_check!(__conformance_file_tests!(super::super::$make));
+        }
+    };
+}
+
 /// A connect function that always refuses, for test plugins that exist only
 /// to register a scheme and an options table (configuration and registry
 /// tests need no connection).

@@ -5,10 +5,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use tether_core::conformance::Subject;
 use tether_core::{Dialer, FileTransfer, Host, HostConfig, OptionSource, PutOptions};
 use tether_transport_nc::{Flavour, NcFiles, NcOptions};
 // Linked through their registry entries.
+use tether_test_servers::Sshd;
 use tether_transport_local as _;
+use tether_transport_ssh as _;
 
 /// The netcat commands of the four flavours, as Debian installs them.
 pub const FLAVOURS: &[(&str, Flavour)] = &[
@@ -73,4 +76,53 @@ pub fn assert_no_listener(exec_name: &str) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     panic!("a `{program}` listener is still running");
+}
+
+/// Sets `nc_options` on a host configuration.
+pub fn with_nc_options(config: &mut HostConfig, options: &[(&str, serde_json::Value)]) {
+    for (key, value) in options {
+        config.options.set("nc_options", key, value.clone(), OptionSource::Api).unwrap();
+    }
+}
+
+/// The conformance subject: `nc` over `local`, in a scratch directory.
+pub async fn local_subject(options: &[(&str, serde_json::Value)]) -> Subject {
+    let mut config = HostConfig::new("localhost", "local", "nc");
+    with_nc_options(&mut config, options);
+    subject_for(config, Box::new(()))
+}
+
+fn subject_for(config: HostConfig, server: Box<dyn std::any::Any + Send + Sync>) -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().to_str().expect("UTF-8 temporary directory").to_string();
+    let mut subject = Subject::of_host(Arc::new(Host::new(config).unwrap()), scratch).with_local_symlinks();
+    subject.guard = Box::new((server, dir));
+    subject
+}
+
+/// Starts a private sshd (off the async workers: it blocks while starting).
+pub async fn start_sshd(builder: tether_test_servers::SshdBuilder) -> Sshd {
+    tokio::task::spawn_blocking(move || builder.start()).await.unwrap().expect("start sshd")
+}
+
+/// A host reaching `sshd` (key login, its own known_hosts), whose files go
+/// through `nc`.
+pub fn ssh_host_config(sshd: &Sshd) -> HostConfig {
+    let mut config = HostConfig::new("sshd", "ssh", "nc");
+    config.address = Some("127.0.0.1".into());
+    config.port = Some(sshd.port());
+    config.user = Some(sshd.user().to_string());
+    let key = sshd.client_key_path().display().to_string();
+    config.options.set("ssh_options", "client_keys", vec![key], OptionSource::Api).unwrap();
+    let known_hosts = sshd.known_hosts_path().display().to_string();
+    config.options.set("ssh_options", "known_hosts", vec![known_hosts], OptionSource::Api).unwrap();
+    config
+}
+
+/// The conformance subject: `nc` over `ssh` to a fresh private sshd.
+pub async fn ssh_subject(options: &[(&str, serde_json::Value)]) -> Subject {
+    let sshd = start_sshd(Sshd::builder()).await;
+    let mut config = ssh_host_config(&sshd);
+    with_nc_options(&mut config, options);
+    subject_for(config, Box::new(sshd))
 }
