@@ -609,4 +609,91 @@ mod tests {
         assert!(script.contains("sleep 30 "), "{script}");
         assert!(script.contains("umask 077; set -C"), "{script}");
     }
+
+    /// The listener script run by `sh` here, with OpenBSD's netcat.
+    fn run_script(job: &Job, options: &NcOptions, ports: PortTool, stdin: std::process::Stdio) -> std::process::Child {
+        let probe = Probe { flavour: Flavour::OpenBsd, ports, hasher: Some("sha256sum"), nc: "nc.openbsd".into() };
+        let port = free_port();
+        std::process::Command::new("sh")
+            .args(["-c", &script(&probe, options, job, port)])
+            .stdin(stdin)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh")
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    fn lines_of(child: std::process::Child) -> (Vec<String>, Duration) {
+        let started = std::time::Instant::now();
+        let out = child.wait_with_output().unwrap();
+        (String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect(), started.elapsed())
+    }
+
+    fn sent_file() -> (tempfile::TempDir, Job) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sent");
+        std::fs::write(&file, b"data").unwrap();
+        (dir, Job::Send { file })
+    }
+
+    /// No stdin pipe (a terminal): the watchdog ends a listener nobody
+    /// connects to after `listener_timeout`.
+    #[test]
+    fn the_watchdog_ends_an_unconnected_listener() {
+        let (_dir, job) = sent_file();
+        let options = NcOptions { listener_timeout: 1.0, ..Default::default() };
+        let child = run_script(&job, &options, PortTool::Ss, std::process::Stdio::null());
+        let (lines, took) = lines_of(child);
+        assert!(lines[0].starts_with("tether-nc: ready ") && lines[0].ends_with(" none"), "{lines:?}");
+        assert_eq!(lines[1], "tether-nc: exit 143", "{lines:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    /// With a stdin pipe, its end (the local side gone) kills netcat at
+    /// once, long before the watchdog would.
+    #[test]
+    fn the_lifeline_kills_netcat_when_stdin_ends() {
+        use std::io::BufRead;
+        let (_dir, job) = sent_file();
+        let options = NcOptions { listener_timeout: 60.0, ..Default::default() };
+        let mut child = run_script(&job, &options, PortTool::Ss, std::process::Stdio::piped());
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).unwrap();
+        assert!(ready.starts_with("tether-nc: ready ") && ready.trim_end().ends_with(" pipe"), "{ready}");
+        let started = std::time::Instant::now();
+        drop(child.stdin.take());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        child.wait().unwrap();
+        assert_eq!(rest.trim(), "tether-nc: exit 143");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+
+    /// Every way of seeing the port accepts netcat's own listener, and none
+    /// takes another process's listener on the port for it.
+    #[test]
+    fn each_check_knows_netcats_own_socket() {
+        for tool in [PortTool::Ss, PortTool::Netstat, PortTool::ProcNet] {
+            let probe = Probe { flavour: Flavour::OpenBsd, ports: tool, hasher: None, nc: "nc.openbsd".into() };
+            let port = free_port();
+            let check = listening_check(&probe, &NcOptions::default(), port);
+            let ours = format!(
+                "p={port}; i=0; nc.openbsd -l -p $p </dev/null >/dev/null & n=$!; sleep 0.3; \
+                 if {check}; then echo yes; else echo no; fi; kill $n"
+            );
+            let out = std::process::Command::new("sh").args(["-c", &ours]).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes", "{tool:?}: {check}");
+
+            let foreign = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap();
+            let theirs =
+                format!("p={port}; i=0; sleep 30 & n=$!; if {check}; then echo yes; else echo no; fi; kill $n");
+            let out = std::process::Command::new("sh").args(["-c", &theirs]).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no", "{tool:?}: {check}");
+            drop(foreign);
+        }
+    }
 }
