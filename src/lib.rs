@@ -62,6 +62,7 @@ pub use tether_transport_nc as nc;
 /// An inventory shared between builds may carry them: they are kept
 /// unchecked instead of being refused as typos, and each crate's own entry
 /// takes over once its feature is on.
+#[cfg(not(all(feature = "ssh", feature = "local", feature = "telnet", feature = "ftp", feature = "nc")))]
 mod reserved_tables {
     use tether_core::{ReservedTable, inventory};
 

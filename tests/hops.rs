@@ -152,6 +152,22 @@ mod two_hops {
     }
 }
 
+/// `nc`'s file checks on the target through two hops: commands over the
+/// target's SSH connection, the data to its netcat through hop2's tunnel.
+mod nc_two_hops {
+    async fn subject() -> super::Subject {
+        let chain = super::Chain::start(&[super::HOP1, super::HOP2, super::TARGET]).await;
+        let overrides = super::Overrides { transfer: Some("nc".into()), ..Default::default() };
+        let host = std::sync::Arc::new(chain.lab.host_with("target", &overrides).unwrap());
+        let scratch = chain.scratch();
+        let base = scratch.path().to_str().unwrap().to_string();
+        let mut subject = super::Subject::of_host(host, base).with_local_symlinks();
+        subject.guard = Box::new((chain, scratch));
+        subject
+    }
+    tether_core::conformance_files!(subject);
+}
+
 /// Through one hop, the commands: the first hop's own tunnel carries the
 /// connection (the two-hop suite covers the rest).
 mod one_hop {
@@ -261,6 +277,59 @@ async fn telnet_behind_two_hops_runs_commands_and_moves_files_over_its_session()
     assert!(std::fs::read(&back).unwrap() == data, "content differs after a round trip over telnet");
     let meta = std::fs::metadata(&remote).unwrap();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    chain.lab.close().await.unwrap();
+}
+
+/// A byte-exact round trip with `nc` to the target through two SSH hops:
+/// the listener runs in the target's namespace, which this process cannot
+/// reach, so the data went through the tunnel; and the commands rode the
+/// target's one SSH login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nc_behind_two_hops_goes_through_the_tunnel() {
+    let chain = Chain::start(&[HOP1, HOP2, TARGET]).await;
+    let target_addr = chain.sshds[2].addr();
+    let err = std::net::TcpStream::connect_timeout(&target_addr, Duration::from_secs(5)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::HostUnreachable, "the direct route must be closed: {err}");
+
+    let overrides = Overrides { transfer: Some("nc".into()), ..Default::default() };
+    let host = chain.lab.host_with("target", &overrides).unwrap();
+    assert_eq!(namespace_of(&host).await, "tether-target");
+    let scratch = chain.scratch();
+    let local = scratch.path().join("source");
+    let data = random_bytes(8 << 20, 79);
+    std::fs::write(&local, &data).unwrap();
+    let remote = scratch.path().join("moved by nc");
+    let options = PutOptions { mode: Some(0o640), ..Default::default() };
+    assert_eq!(host.put_file(&local, &remote, &options, false, None).await.unwrap(), data.len() as u64);
+    let back = scratch.path().join("back");
+    assert_eq!(host.get_file(&remote, &back, None).await.unwrap(), data.len() as u64);
+    assert!(std::fs::read(&back).unwrap() == data, "content differs after a round trip over nc");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&remote).unwrap().permissions());
+    assert_eq!(mode & 0o7777, 0o640);
+    for (index, sshd) in chain.sshds.iter().enumerate() {
+        assert_eq!(logins(sshd), 1, "host {index} of the chain: {}", sshd.log());
+    }
+    chain.lab.close().await.unwrap();
+}
+
+/// `nc` over a telnet term (a console has no stdin pipe: the listener's
+/// watchdog is disarmed by a command of its own), behind two hops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nc_over_telnet_behind_two_hops() {
+    let (chain, _telnetd) = telnet_behind_two_hops().await;
+    let overrides = Overrides { transfer: Some("nc".into()), ..Default::default() };
+    let host = chain.lab.host_with("target", &overrides).unwrap();
+    assert_eq!((host.config().term.as_str(), host.config().transfer.as_str()), ("telnet", "nc"));
+    assert_eq!(namespace_of(&host).await, "tether-target");
+    let scratch = chain.scratch();
+    let local = scratch.path().join("source");
+    let data = random_bytes(4 << 20, 80);
+    std::fs::write(&local, &data).unwrap();
+    let remote = scratch.path().join("moved by nc over telnet");
+    assert_eq!(host.put_file(&local, &remote, &PutOptions::default(), false, None).await.unwrap(), data.len() as u64);
+    let back = scratch.path().join("back");
+    assert_eq!(host.get_file(&remote, &back, None).await.unwrap(), data.len() as u64);
+    assert!(std::fs::read(&back).unwrap() == data, "content differs after a round trip over nc and telnet");
     chain.lab.close().await.unwrap();
 }
 
