@@ -8,19 +8,8 @@ use std::process::{Command, Output, Stdio};
 use serde_json::json;
 use tether_test_servers::Vsftpd;
 
-fn tether(hosts: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tether"))
-        .arg("--hosts")
-        .arg(hosts)
-        .args(args)
-        .env_remove("TETHER_HOSTS")
-        .env_remove("TETHER_SETTINGS")
-        .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("the tether binary runs")
-}
+mod support;
+use support::tether;
 
 fn inventory(dir: &Path, vsftpd: &Vsftpd, options: serde_json::Value) -> std::path::PathBuf {
     let hosts = dir.join("hosts.json");

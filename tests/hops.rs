@@ -28,6 +28,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, ReadBuf};
 // Files over the host's own SSH connection, through its hops.
 use tether_example_shellfs as _;
 
+mod support;
+use support::{tether, tether_command};
+
 /// Longest a transfer may take to fail once a hop is gone.
 const FAILS_WITHIN: Duration = Duration::from_secs(30);
 
@@ -535,24 +538,6 @@ async fn a_hop_dying_mid_get_fails_typed_and_leaves_no_local_file() {
         let names: Vec<_> = std::fs::read_dir(local_dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["copy"], "{scheme}: a partial file was left");
     }
-}
-
-/// `tether --hosts HOSTS ARGS…` as a user runs it, with nothing on stdin.
-fn tether(hosts: &Path, args: &[&str]) -> std::process::Output {
-    tether_command(hosts, args).stdin(std::process::Stdio::null()).output().expect("the tether binary runs")
-}
-
-fn tether_command(hosts: &Path, args: &[&str]) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tether"));
-    command
-        .arg("--hosts")
-        .arg(hosts)
-        .args(args)
-        .env_remove("TETHER_HOSTS")
-        .env_remove("TETHER_SETTINGS")
-        .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir());
-    command
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,6 +65,8 @@ enum Event {
     Ready { watchdog: u32, lifeline: bool },
     /// netcat ended before it listened, with this status.
     Failed(i32),
+    /// Another socket listens on the port too; netcat was stopped.
+    Shared,
     /// netcat ended after the transfer, with this status.
     Exit(i32),
     /// The file's size in bytes.
@@ -84,6 +86,7 @@ impl Event {
                 Some(Event::Ready { watchdog: pid.parse().ok()?, lifeline: stdin == "pipe" })
             }
             "failed" => value.parse().ok().map(Event::Failed),
+            "shared" => Some(Event::Shared),
             "exit" => value.parse().ok().map(Event::Exit),
             "size" => value.parse().ok().map(Event::Size),
             "sha256" => sha256_in(value).map(Event::Sha256),
@@ -123,6 +126,28 @@ fn listening_check(probe: &Probe, options: &NcOptions, port: u16) -> String {
     }
 }
 
+/// The shell test that succeeds when something besides netcat (pid `$n`)
+/// listens on `port` too. OpenBSD's netcat binds with `SO_REUSEPORT`, so
+/// two of them (two transfers that picked the same port at once) both
+/// listen, and the kernel would hand our data connection to either.
+fn others_check(probe: &Probe, options: &NcOptions, port: u16) -> String {
+    if options.listener_check == Strategy::Custom {
+        return "false".to_string();
+    }
+    match probe.ports {
+        PortTool::Ss => "ss -Hltnp 2>/dev/null | grep \":$p[^0-9]\" | grep -qv \"pid=$n,\"".to_string(),
+        PortTool::Netstat => "netstat -ltnp 2>/dev/null | grep \":$p[^0-9]\" | grep -qv \" $n/\"".to_string(),
+        // More listening lines for the port than netcat has sockets among them.
+        PortTool::ProcNet => format!(
+            "( l=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep ':{port:04X} [0-9A-F]*:0000 0A'); \
+             t=$(printf '%s\\n' \"$l\" | grep -c .); o=0; \
+             for k in $(ls -l /proc/$n/fd 2>/dev/null | sed -n 's/.*socket:\\[\\([0-9]*\\)\\].*/\\1/p'); \
+             do case \"$l\" in *\" $k \"*) o=$((o+1));; esac; done; [ \"$t\" -gt \"$o\" ] )"
+        ),
+        PortTool::Probe => "false".to_string(),
+    }
+}
+
 /// The listener script (see the module's documentation), one line long so
 /// that a console runs it as well.
 fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
@@ -136,28 +161,36 @@ fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
         Job::Send { file } => (format!("t={}; ", word(file)), "<\"$t\" >/dev/null", ""),
     };
     let check = listening_check(probe, options, port);
-    let mut script = setup;
+    // fd 3 keeps the script's stdin: a background job's stdin is /dev/null.
+    let mut script = format!("exec 3<&0; l=; {setup}");
     script.push_str(&format!("p={port}; {} -l -p $p {redirect} & n=$!; ", probe.nc));
     script.push_str(&format!(
         "( trap 'kill $z 2>/dev/null; exit 0' TERM; sleep {seconds} & z=$!; wait $z; kill $n 2>/dev/null ) & w=$!; "
     ));
+    let others = others_check(probe, options, port);
     script.push_str(&format!(
         "i=0; while :; do if ! kill -0 $n 2>/dev/null; then wait $n; s=$?; kill $w 2>/dev/null; {cleanup}\
-         echo \"{MARK} failed $s\"; exit 0; fi; if {check}; then break; fi; i=$((i+1)); \
+         echo \"{MARK} failed $s\"; exit 0; fi; if {check}; then if {others}; then kill $n 2>/dev/null; \
+         wait $n; kill $w 2>/dev/null; {cleanup}echo \"{MARK} shared\"; exit 0; fi; break; fi; i=$((i+1)); \
          sleep 0.05 2>/dev/null || sleep 1; done; "
     ));
+    // The lifeline: a reader of stdin in the background. The word `go`
+    // disarms the watchdog; the end of stdin, before or after it, kills
+    // netcat. Its output goes nowhere, so the script's own end is seen.
     script.push_str(&format!(
         "if [ -p /dev/stdin ] || [ -S /dev/stdin ]; then echo \"{MARK} ready $w pipe\"; \
-         if read g && [ \"$g\" = go ]; then kill $w 2>/dev/null; else kill $n 2>/dev/null; fi; \
-         else echo \"{MARK} ready $w none\"; fi; "
+         ( if read g && [ \"$g\" = go ]; then kill $w; if read v && [ \"$v\" = keep ]; then exit 0; fi; fi; \
+         kill $n; {cleanup}) <&3 >/dev/null 2>&1 & l=$!; else echo \"{MARK} ready $w none\"; fi; "
     ));
     script.push_str(&format!(
-        "wait $n; s=$?; kill $w 2>/dev/null; echo \"{MARK} exit $s\"; [ $s = 0 ] || exit 0; \
-         echo \"{MARK} size $(wc -c <\"$t\")\""
+        "wait $n; s=$?; kill $w 2>/dev/null; echo \"{MARK} exit $s\"; \
+         if [ $s = 0 ]; then echo \"{MARK} size $(wc -c <\"$t\")\""
     ));
     if let Some(hasher) = probe.hasher {
         script.push_str(&format!("; echo \"{MARK} sha256 $({hasher} <\"$t\")\""));
     }
+    // The verdict: the lifeline keeps or removes the file, then the script ends.
+    script.push_str("; fi; [ -z \"$l\" ] || wait $l");
     script
 }
 
@@ -262,6 +295,7 @@ pub(crate) struct Listener {
     readers: Vec<JoinHandle<()>>,
     watchdog: u32,
     lifeline: bool,
+    expects_sha256: bool,
     inner: Arc<dyn Transport>,
     hold: Hold,
 }
@@ -380,6 +414,7 @@ impl Listener {
             readers,
             watchdog: 0,
             lifeline: false,
+            expects_sha256: probe.hasher.is_some(),
             inner: inner.clone(),
             hold,
         };
@@ -390,6 +425,7 @@ impl Listener {
                 listener.lifeline = lifeline && listener.stdin.is_some();
                 Ok(Ok(listener))
             }
+            Ok(Some(Event::Shared)) => Ok(Err(port)),
             Ok(Some(Event::Failed(status))) => {
                 let chatter = listener.chatter_text().await;
                 if port_taken(&chatter) {
@@ -448,16 +484,26 @@ impl Listener {
         Ok(())
     }
 
-    /// Waits, `limit` per step, for netcat's exit and the script's report.
+    /// Waits, `limit` per step, for netcat's exit and the script's report:
+    /// the status, then (after a success) the size and the SHA-256.
     pub(crate) async fn finish(&mut self, limit: Duration) -> Result<Outcome> {
         let mut outcome = Outcome::default();
         loop {
+            let complete = match outcome.status {
+                Some(0) => outcome.size.is_some() && (!self.expects_sha256 || outcome.sha256.is_some()),
+                Some(_) => true,
+                None => false,
+            };
+            if complete {
+                return Ok(outcome);
+            }
             match tokio::time::timeout(limit, self.events.recv()).await {
                 Ok(Some(Event::Exit(status))) => outcome.status = Some(status),
                 Ok(Some(Event::Size(size))) => outcome.size = Some(size),
                 Ok(Some(Event::Sha256(digest))) => outcome.sha256 = Some(digest),
                 Ok(Some(_)) => {}
-                Ok(None) => break,
+                // The script ended early: what it said is all there is.
+                Ok(None) => return Ok(outcome),
                 Err(_) => {
                     return Err(Error::new(ErrorKind::Timeout, "nc").with_context(format!(
                         "the listener on port {} did not finish within {:.1} s",
@@ -467,13 +513,24 @@ impl Listener {
                 }
             }
         }
-        self.stdin.take();
-        self.wait().await;
-        Ok(outcome)
     }
 
-    /// What netcat and the script said besides their reports.
+    /// The transfer checked out: tells the script to keep the file it
+    /// received, and waits for it to end. Without this (an error, a drop),
+    /// the script removes the file itself, even if this process dies.
+    pub(crate) async fn keep(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"keep\n").await;
+            let _ = stdin.flush().await;
+        }
+        self.wait().await;
+    }
+
+    /// What netcat and the script said besides their reports. A failure's
+    /// verdict: the script is told nothing more (its stdin ends) and
+    /// cleans up, and its output is read to the end.
     pub(crate) async fn chatter_text(&mut self) -> String {
+        self.stdin.take();
         for reader in self.readers.drain(..) {
             let _ = tokio::time::timeout(EXIT_GRACE, reader).await;
         }
@@ -612,14 +669,90 @@ mod tests {
 
     /// The listener script run by `sh` here, with OpenBSD's netcat.
     fn run_script(job: &Job, options: &NcOptions, ports: PortTool, stdin: std::process::Stdio) -> std::process::Child {
+        run_script_on(free_port(), job, options, ports, stdin)
+    }
+
+    fn run_script_on(
+        port: u16,
+        job: &Job,
+        options: &NcOptions,
+        ports: PortTool,
+        stdin: std::process::Stdio,
+    ) -> std::process::Child {
         let probe = Probe { flavour: Flavour::OpenBsd, ports, hasher: Some("sha256sum"), nc: "nc.openbsd".into() };
-        let port = free_port();
         std::process::Command::new("sh")
             .args(["-c", &script(&probe, options, job, port)])
             .stdin(stdin)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("sh")
+    }
+
+    /// A put's verdict: `keep` keeps the received file; stdin ending
+    /// without it (the local side died mid-transfer) kills netcat and
+    /// removes the partial file, on the host, with nobody to ask.
+    #[test]
+    fn the_verdict_keeps_or_removes_the_received_file() {
+        use std::io::{BufRead, Read, Write};
+        for keep in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let temp = dir.path().join("incoming");
+            let port = free_port();
+            let job = Job::Receive { temp: temp.clone() };
+            let mut child =
+                run_script_on(port, &job, &NcOptions::default(), PortTool::Ss, std::process::Stdio::piped());
+            let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            assert!(line.contains("ready") && line.trim_end().ends_with("pipe"), "{line}");
+            let mut data = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(b"go\n").unwrap();
+            data.write_all(b"partial").unwrap();
+            if keep {
+                data.shutdown(std::net::Shutdown::Write).unwrap();
+                let mut reports = Vec::new();
+                for _ in 0..3 {
+                    let mut line = String::new();
+                    stdout.read_line(&mut line).unwrap();
+                    reports.push(line.trim().to_string());
+                }
+                assert_eq!(reports[..2], ["tether-nc: exit 0", "tether-nc: size 7"]);
+                stdin.write_all(b"keep\n").unwrap();
+                drop(stdin);
+            } else {
+                std::thread::sleep(Duration::from_millis(100));
+                drop(stdin);
+            }
+            let mut rest = String::new();
+            stdout.read_to_string(&mut rest).unwrap();
+            child.wait().unwrap();
+            if keep {
+                assert_eq!(std::fs::read(&temp).unwrap(), b"partial");
+            } else {
+                assert_eq!(rest.trim(), "tether-nc: exit 143");
+                assert!(!temp.exists(), "the partial file is still there");
+            }
+        }
+    }
+
+    /// OpenBSD's netcat binds with `SO_REUSEPORT`: a second one on the same
+    /// port is seen by every tool, and a lone one is not taken for two.
+    #[test]
+    fn a_shared_port_is_seen() {
+        for tool in [PortTool::Ss, PortTool::Netstat, PortTool::ProcNet] {
+            let probe = Probe { flavour: Flavour::OpenBsd, ports: tool, hasher: None, nc: "nc.openbsd".into() };
+            let port = free_port();
+            let others = others_check(&probe, &NcOptions::default(), port);
+            let script = format!(
+                "p={port}; nc.openbsd -l -p $p </dev/null >/dev/null & n=$!; sleep 0.3; \
+                 if {others}; then echo shared; else echo alone; fi; \
+                 nc.openbsd -l -p $p </dev/null >/dev/null & m=$!; sleep 0.3; \
+                 if {others}; then echo shared; else echo alone; fi; kill $n $m"
+            );
+            let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "alone\nshared\n", "{tool:?}: {others}");
+        }
     }
 
     fn free_port() -> u16 {

@@ -146,6 +146,7 @@ impl NcFiles {
             )));
         }
         verify("put", remote, sent, outcome.size, hasher, outcome.sha256.as_deref(), self.options.verify)?;
+        listener.keep().await;
         Ok(sent)
     }
 
@@ -277,6 +278,7 @@ impl FileTransfer for NcFiles {
                 .with_context(format!("{shown}: {received} bytes arrived, the file has {expected}")));
         }
         verify("get", remote, received, outcome.size, hasher, outcome.sha256.as_deref(), self.options.verify)?;
+        listener.keep().await;
         sink.flush().await.map_err(|e| Error::io("get", e).with_context(format!("{shown}: flushing the sink")))?;
         Ok(received)
     }

@@ -103,6 +103,7 @@ use std::future::Future;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_killed_mid_put() {
+    let _serial = serial().await;
     let tools = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pidfile = tools.path().join("pid");
@@ -120,11 +121,12 @@ async fn listener_killed_mid_put() {
     assert!(matches!(err.kind(), ErrorKind::ConnectionLost), "{err}");
     assert_eq!(std::fs::read(&remote).unwrap(), b"old content");
     assert_eq!(leftovers(dir.path()), ["precious"]);
-    assert_no_listener("nc.openbsd");
+    assert_no_listener();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_killed_mid_get() {
+    let _serial = serial().await;
     let tools = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pidfile = tools.path().join("pid");
@@ -161,7 +163,7 @@ async fn listener_killed_mid_get() {
         Ok(n) => assert_eq!(n, 64 << 20),
     }
     assert_eq!(leftovers(local.path()), ["copy"]);
-    assert_no_listener("nc.openbsd");
+    assert_no_listener();
 }
 
 /// A netcat that flips the first byte of what it receives and of what it
@@ -183,6 +185,7 @@ fn flipping_host(tools: &Path, verify: &str) -> tether_core::Host {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_is_caught_by_the_checksum() {
+    let _serial = serial().await;
     let tools = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let remote = dir.path().join("precious");
@@ -205,11 +208,12 @@ async fn a_flipped_byte_is_caught_by_the_checksum() {
     let stored = std::fs::read(&remote).unwrap();
     assert_eq!(stored.len(), data.len());
     assert_eq!((stored[0], &stored[1..]), (data[0].wrapping_add(1), &data[1..]));
-    assert_no_listener("nc.openbsd");
+    assert_no_listener();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_port_is_skipped_or_retried() {
+    let _serial = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     taken.set_nonblocking(true).unwrap();
@@ -229,11 +233,12 @@ async fn a_taken_port_is_skipped_or_retried() {
     assert_eq!(get(&*files, &remote).await.unwrap(), b"retried");
     assert!(taken.accept().is_err(), "the taken port's owner was connected to");
     assert_eq!(leftovers(dir.path()), ["file"]);
-    assert_no_listener("nc.openbsd");
+    assert_no_listener();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_that_answers_is_noticed() {
+    let _serial = serial().await;
     let tools = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let hello = tools.path().join("hello");
@@ -252,11 +257,12 @@ async fn a_listener_that_answers_is_noticed() {
     assert!(err.to_string().contains("sent 24 bytes back"), "{err}");
     assert_eq!(std::fs::read(&remote).unwrap(), b"old content");
     assert_eq!(leftovers(dir.path()), ["precious"]);
-    assert_no_listener("nc.openbsd");
+    assert_no_listener();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_netcat_is_quoted() {
+    let _serial = serial().await;
     let tools = tempfile::tempdir().unwrap();
     let exec_name = script(tools.path(), "not-nc", "echo 'socat version 1.7'; exit 1");
     let dir = tempfile::tempdir().unwrap();
@@ -269,6 +275,7 @@ async fn an_unknown_netcat_is_quoted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_transfer_leaves_no_listener() {
+    let _serial = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let files = files_of(&local_host(&[])).await;
     let remote = dir.path().join("never");
@@ -276,7 +283,7 @@ async fn an_abandoned_transfer_leaves_no_listener() {
     let options = PutOptions::default();
     let put = files.put(&mut source, &remote, &options);
     assert!(tokio::time::timeout(Duration::from_secs(2), put).await.is_err(), "the put cannot finish");
-    assert_no_listener("nc.openbsd");
+    assert_no_listener();
     for _ in 0..100 {
         if leftovers(dir.path()).is_empty() {
             return;

@@ -2,13 +2,12 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
-use tether_core::{ErrorKind, FileTransfer, PutOptions};
+use tether_core::ErrorKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_flavour_round_trips_a_file() {
+    let _serial = serial().await;
     for (exec_name, flavour) in FLAVOURS {
         let dir = tempfile::tempdir().unwrap();
         let host = local_host(&[("exec_name", (*exec_name).into())]);
@@ -22,12 +21,13 @@ async fn every_flavour_round_trips_a_file() {
         assert!(back == data, "{exec_name}: the get's bytes differ");
         assert_eq!(local_nc(named(exec_name)).flavour().await.unwrap(), *flavour, "{exec_name}");
         assert_eq!(leftovers(dir.path()), ["copy.bin"], "{exec_name}");
-        assert_no_listener(exec_name);
+        assert_no_listener();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_nc_is_named() {
+    let _serial = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let host = local_host(&[("exec_name", "/nonexistent/nc".into())]);
     let files = files_of(&host).await;
@@ -36,7 +36,25 @@ async fn missing_nc_is_named() {
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains("/nonexistent/nc") && err.to_string().contains("no such command"), "{err}");
     assert!(leftovers(dir.path()).is_empty());
-    let _ = Path::new("x");
-    let _ = PutOptions::default();
-    let _: Option<&dyn FileTransfer> = None;
+}
+
+/// The leftover-listener check sees a listener when there is one, so its
+/// silence elsewhere means something.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_listener_is_seen() {
+    let _serial = serial().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    for program in [&["nc.openbsd"][..], &["busybox", "nc"]] {
+        let mut child = std::process::Command::new(program[0])
+            .args(&program[1..])
+            .args(["-l", "-p", &port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(listeners().len(), 1, "{program:?}: {:?}", listeners());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_no_listener();
+    }
 }

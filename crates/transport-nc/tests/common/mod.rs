@@ -64,18 +64,38 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Netcat listeners running on this machine (any flavour, any name the
+/// tests give it), as `pgrep -a` lists them.
+pub fn listeners() -> Vec<String> {
+    let out = std::process::Command::new("pgrep").args(["-a", "-f", " -l -p [0-9]"]).output().unwrap();
+    let names = ["nc", "nc.openbsd", "nc.traditional", "ncat", "busybox"];
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| {
+            let argv0 = line.split_whitespace().nth(1).unwrap_or("");
+            names.contains(&argv0.rsplit('/').next().unwrap_or(""))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 /// No netcat listener of this machine is left (polled: the clean-up of a
-/// failed transfer may run a moment after the error).
-pub fn assert_no_listener(exec_name: &str) {
-    let program = exec_name.split(' ').next().unwrap();
+/// failed transfer may run a moment after the error). Tests that call it
+/// hold [`serial`], so no other test's listener is running.
+pub fn assert_no_listener() {
     for _ in 0..100 {
-        let out = std::process::Command::new("pgrep").args(["-f", &format!("^{exec_name} -l -p")]).output().unwrap();
-        if out.stdout.is_empty() {
+        if listeners().is_empty() {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    panic!("a `{program}` listener is still running");
+    panic!("netcat listeners are still running: {:?}", listeners());
+}
+
+/// One test at a time, for the tests that look for leftover listeners.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
 }
 
 /// Sets `nc_options` on a host configuration.
