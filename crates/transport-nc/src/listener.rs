@@ -9,12 +9,16 @@
 //! 2. start `nc -l -p PORT` in the background, and a watchdog that kills it
 //!    after `listener_timeout`;
 //! 3. poll until the port listens (or netcat died: a port in use, …);
-//! 4. report `ready`, then wait for the word `go` on stdin, sent once the
-//!    data connection is up. It disarms the watchdog. Should stdin end
-//!    instead (the local side died, or gave up), netcat is killed at once:
-//!    stdin is the lifeline. A terminal has no stdin pipe; there the
-//!    watchdog is disarmed by a `kill` run as a second command;
-//! 5. report netcat's exit status, then the file's size and SHA-256.
+//! 4. report `ready`, then wait (in the background) for the word `go` on
+//!    stdin, sent once the data connection is up. It disarms the watchdog.
+//!    Should stdin end instead, before or during the transfer (the local
+//!    side died, or gave up), netcat is killed at once and a partial file
+//!    removed: stdin is the lifeline. A terminal has no stdin pipe; there
+//!    the watchdog spares a listener whose connection is up, and the
+//!    transfer's end ends netcat;
+//! 5. report netcat's exit status, then the file's size and SHA-256;
+//! 6. wait for the verdict: `keep` on stdin keeps the received file, the
+//!    end of stdin without it removes it.
 //!
 //! Every line the script reports on starts with [`MARK`].
 
@@ -61,8 +65,8 @@ pub(crate) enum Job {
 /// What the script reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
-    /// Listening; the watchdog's pid, and whether stdin is the lifeline.
-    Ready { watchdog: u32, lifeline: bool },
+    /// Listening; whether stdin is the lifeline.
+    Ready { lifeline: bool },
     /// netcat ended before it listened, with this status.
     Failed(i32),
     /// Another socket listens on the port too; netcat was stopped.
@@ -81,10 +85,11 @@ impl Event {
         let (word, value) = rest.split_once(' ').unwrap_or((rest, ""));
         let value = value.trim();
         match word {
-            "ready" => {
-                let (pid, stdin) = value.split_once(' ').unwrap_or((value, ""));
-                Some(Event::Ready { watchdog: pid.parse().ok()?, lifeline: stdin == "pipe" })
-            }
+            "ready" => match value {
+                "pipe" => Some(Event::Ready { lifeline: true }),
+                "none" => Some(Event::Ready { lifeline: false }),
+                _ => None,
+            },
             "failed" => value.parse().ok().map(Event::Failed),
             "shared" => Some(Event::Shared),
             "exit" => value.parse().ok().map(Event::Exit),
@@ -148,6 +153,20 @@ fn others_check(probe: &Probe, options: &NcOptions, port: u16) -> String {
     }
 }
 
+/// The shell test that succeeds while a connection to `port` is up: the
+/// watchdog spares a listener whose transfer is under way (a console has no
+/// lifeline to disarm it through).
+fn connected_check(probe: &Probe, port: u16) -> String {
+    match probe.ports {
+        PortTool::Ss => "ss -Htn state established 2>/dev/null | grep -q \":$p[^0-9]\"".to_string(),
+        PortTool::Netstat => "netstat -tn 2>/dev/null | grep \":$p[^0-9]\" | grep -q ESTABLISHED".to_string(),
+        PortTool::ProcNet => {
+            format!("grep -q ':{port:04X} [0-9A-F]*:[0-9A-F]* 01' /proc/net/tcp /proc/net/tcp6 2>/dev/null")
+        }
+        PortTool::Probe => "false".to_string(),
+    }
+}
+
 /// The listener script (see the module's documentation), one line long so
 /// that a console runs it as well.
 fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
@@ -164,8 +183,10 @@ fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
     // fd 3 keeps the script's stdin: a background job's stdin is /dev/null.
     let mut script = format!("exec 3<&0; l=; {setup}");
     script.push_str(&format!("p={port}; {} -l -p $p {redirect} & n=$!; ", probe.nc));
+    let connected = connected_check(probe, port);
     script.push_str(&format!(
-        "( trap 'kill $z 2>/dev/null; exit 0' TERM; sleep {seconds} & z=$!; wait $z; kill $n 2>/dev/null ) & w=$!; "
+        "( trap 'kill $z 2>/dev/null; exit 0' TERM; sleep {seconds} & z=$!; wait $z; \
+         {connected} || kill $n 2>/dev/null ) >/dev/null 2>&1 & w=$!; "
     ));
     let others = others_check(probe, options, port);
     script.push_str(&format!(
@@ -178,9 +199,9 @@ fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
     // disarms the watchdog; the end of stdin, before or after it, kills
     // netcat. Its output goes nowhere, so the script's own end is seen.
     script.push_str(&format!(
-        "if [ -p /dev/stdin ] || [ -S /dev/stdin ]; then echo \"{MARK} ready $w pipe\"; \
+        "if [ -p /dev/stdin ] || [ -S /dev/stdin ]; then echo \"{MARK} ready pipe\"; \
          ( if read g && [ \"$g\" = go ]; then kill $w; if read v && [ \"$v\" = keep ]; then exit 0; fi; fi; \
-         kill $n; {cleanup}) <&3 >/dev/null 2>&1 & l=$!; else echo \"{MARK} ready $w none\"; fi; "
+         kill $n; {cleanup}) <&3 >/dev/null 2>&1 & l=$!; else echo \"{MARK} ready none\"; fi; "
     ));
     script.push_str(&format!(
         "wait $n; s=$?; kill $w 2>/dev/null; echo \"{MARK} exit $s\"; \
@@ -293,10 +314,8 @@ pub(crate) struct Listener {
     events: mpsc::Receiver<Event>,
     chatter: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
-    watchdog: u32,
     lifeline: bool,
     expects_sha256: bool,
-    inner: Arc<dyn Transport>,
     hold: Hold,
 }
 
@@ -412,16 +431,13 @@ impl Listener {
             events,
             chatter,
             readers,
-            watchdog: 0,
             lifeline: false,
             expects_sha256: probe.hasher.is_some(),
-            inner: inner.clone(),
             hold,
         };
         let limit = options.listener_timeout();
         match tokio::time::timeout(limit, listener.events.recv()).await {
-            Ok(Some(Event::Ready { watchdog, lifeline })) => {
-                listener.watchdog = watchdog;
+            Ok(Some(Event::Ready { lifeline })) => {
                 listener.lifeline = lifeline && listener.stdin.is_some();
                 Ok(Ok(listener))
             }
@@ -461,26 +477,16 @@ impl Listener {
         self.hold.port
     }
 
-    /// The data connection is up: disarms the watchdog, through stdin or,
-    /// on a terminal, with a `kill` command of its own.
+    /// The data connection is up: disarms the watchdog through the
+    /// lifeline. A terminal has none: there the watchdog, when its time
+    /// comes, spares a listener whose connection is up.
     pub(crate) async fn arm(&mut self) -> Result<()> {
-        if self.lifeline {
-            if let Some(stdin) = self.stdin.as_mut() {
-                stdin.write_all(b"go\n").await.map_err(|e| Error::io("nc", e).with_context("telling the listener"))?;
-                stdin.flush().await.map_err(|e| Error::io("nc", e).with_context("telling the listener"))?;
-            }
-            return Ok(());
+        if self.lifeline
+            && let Some(stdin) = self.stdin.as_mut()
+        {
+            stdin.write_all(b"go\n").await.map_err(|e| Error::io("nc", e).with_context("telling the listener"))?;
+            stdin.flush().await.map_err(|e| Error::io("nc", e).with_context("telling the listener"))?;
         }
-        // In the background: the terminal's sessions may all be busy, and
-        // the data must not wait for one.
-        let inner = self.inner.clone();
-        let watchdog = self.watchdog;
-        tokio::spawn(async move {
-            let disarm = Command::shell(format!("kill {watchdog} 2>/dev/null; true"));
-            if let Err(err) = inner.exec(&disarm).await {
-                tracing::warn!(%err, "could not disarm the listener's watchdog");
-            }
-        });
         Ok(())
     }
 
@@ -604,8 +610,8 @@ mod tests {
 
     #[test]
     fn events_parse_and_junk_is_not_an_event() {
-        assert_eq!(Event::parse("tether-nc: ready 123 pipe"), Some(Event::Ready { watchdog: 123, lifeline: true }));
-        assert_eq!(Event::parse("tether-nc: ready 7 none"), Some(Event::Ready { watchdog: 7, lifeline: false }));
+        assert_eq!(Event::parse("tether-nc: ready pipe"), Some(Event::Ready { lifeline: true }));
+        assert_eq!(Event::parse("tether-nc: ready none"), Some(Event::Ready { lifeline: false }));
         assert_eq!(Event::parse("tether-nc: exit 143"), Some(Event::Exit(143)));
         assert_eq!(Event::parse("tether-nc: size       42"), Some(Event::Size(42)));
         let hex = "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14";
@@ -783,6 +789,31 @@ mod tests {
         assert!(lines[0].starts_with("tether-nc: ready ") && lines[0].ends_with(" none"), "{lines:?}");
         assert_eq!(lines[1], "tether-nc: exit 143", "{lines:?}");
         assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    /// No lifeline either, but a connection is up when the watchdog's time
+    /// comes: the listener is spared, and the transfer ends normally.
+    #[test]
+    fn the_watchdog_spares_a_connected_listener() {
+        use std::io::{BufRead, Read};
+        let (_dir, job) = sent_file();
+        let options = NcOptions { listener_timeout: 1.0, ..Default::default() };
+        let port = free_port();
+        let mut child = run_script_on(port, &job, &options, PortTool::Ss, std::process::Stdio::null());
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "tether-nc: ready none");
+        let mut data = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::thread::sleep(Duration::from_millis(2500));
+        let mut got = [0u8; 4];
+        data.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"data");
+        drop(data);
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        child.wait().unwrap();
+        assert!(rest.starts_with("tether-nc: exit 0\ntether-nc: size 4\n"), "{rest}");
     }
 
     /// With a stdin pipe, its end (the local side gone) kills netcat at
