@@ -3,7 +3,6 @@
 //! `hosts.json`, and a mistyped `ftp_options` key is refused by name.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use serde_json::json;
 use tether_test_servers::Vsftpd;
