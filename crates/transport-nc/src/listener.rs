@@ -816,6 +816,41 @@ mod tests {
         assert!(rest.starts_with("tether-nc: exit 0\ntether-nc: size 4\n"), "{rest}");
     }
 
+    /// Each SHA-256 tool the probe may pick reports a digest the script's
+    /// reader understands, and the right one.
+    #[test]
+    fn every_hasher_reports_the_digest() {
+        use std::io::{BufRead, Read};
+        let (_dir, job) = sent_file();
+        let want = "3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7";
+        for hasher in ["openssl dgst -sha256", "sha256sum", "busybox sha256sum"] {
+            let probe =
+                Probe { flavour: Flavour::OpenBsd, ports: PortTool::Ss, hasher: Some(hasher), nc: "nc.openbsd".into() };
+            let port = free_port();
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &script(&probe, &NcOptions::default(), &job, port)])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            let mut ready = String::new();
+            stdout.read_line(&mut ready).unwrap();
+            let mut data = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut got = [0u8; 4];
+            data.read_exact(&mut got).unwrap();
+            drop(data);
+            let mut rest = String::new();
+            stdout.read_to_string(&mut rest).unwrap();
+            child.wait().unwrap();
+            let digest = rest.lines().filter_map(Event::parse).find_map(|e| match e {
+                Event::Sha256(digest) => Some(digest),
+                _ => None,
+            });
+            assert_eq!(digest.as_deref(), Some(want), "{hasher}: {rest}");
+        }
+    }
+
     /// With a stdin pipe, its end (the local side gone) kills netcat at
     /// once, long before the watchdog would.
     #[test]
