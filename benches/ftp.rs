@@ -44,27 +44,14 @@
 
 mod support;
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use support::{Better, Mode, Samples, Stat, Table};
+use support::{
+    BenchResult, Better, Mode, RSS_LIMIT_KIB, Run, SAMPLE_EVERY, Samples, Stat, TMPFS, Table, first_line, load_average,
+    timed,
+};
 use tether_test_servers::Vsftpd;
-
-type BenchResult<T> = Result<T, Box<dyn Error>>;
-
-/// The most a tether process may hold at once, whatever the file size.
-const RSS_LIMIT_KIB: u64 = 200 * 1024;
-
-/// How often a running process's `VmHWM` is read.
-const SAMPLE_EVERY: Duration = Duration::from_millis(5);
-
-/// Where the local files go when it has room for them.
-const TMPFS: &str = "/dev/shm";
 
 /// The host's id in the bench's `hosts.json`.
 const HOST: &str = "box";
@@ -74,13 +61,10 @@ fn main() -> BenchResult<()> {
     let Some(tether) = option_env!("CARGO_BIN_EXE_tether") else {
         return Err("the `tether` binary is not built (feature `cli`)".into());
     };
-    let mib: u64 =
-        std::env::var("TETHER_BENCH_FILE_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(mode.pick(1024, 4));
-    let size = mib * support::MIB;
-    let pairs: usize =
-        std::env::var("TETHER_BENCH_PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(mode.pick(5, 1)).max(1);
+    let size = support::transfer_size(mode);
+    let pairs = support::pair_count(mode);
     // The local source and the two downloads.
-    let dir = local_dir(3 * size + 64 * support::MIB)?;
+    let dir = support::scratch_dir("tether-bench-ftp-", 3 * size + 64 * support::MIB)?;
 
     println!("# ftp transport benchmark ({mode:?} mode)\n");
     print!("{}", support::machine_description(dir.path()));
@@ -152,39 +136,6 @@ fn main() -> BenchResult<()> {
     result
 }
 
-/// A directory for the local files: on [`TMPFS`] when it has `need` bytes
-/// free, else in the default temporary directory.
-fn local_dir(need: u64) -> BenchResult<tempfile::TempDir> {
-    let builder = || {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix("tether-bench-ftp-");
-        builder
-    };
-    let free = Command::new("df")
-        .args(["--output=avail", "-B1", TMPFS])
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8_lossy(&out.stdout).lines().nth(1)?.trim().parse::<u64>().ok());
-    match free {
-        Some(free) if free >= need => Ok(builder().tempdir_in(TMPFS)?),
-        _ => {
-            println!("{TMPFS} has less than {} MiB free: local files go to the temporary directory", need >> 20);
-            Ok(builder().tempdir()?)
-        }
-    }
-}
-
-/// The first line `program ARGS` prints, for the header.
-fn first_line(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_string))
-        .unwrap_or_else(|| format!("{program}: unknown version"))
-}
-
 /// `path` as an FTP URL path after `/%2F`: every byte but unreserved ones
 /// and `/` percent-encoded.
 fn url_path(path: &Path) -> BenchResult<String> {
@@ -225,17 +176,6 @@ enum Tool {
     Curl,
 }
 
-/// One process's wall time (spawn to exit), CPU time and peak RSS.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    time: Duration,
-    /// User and system CPU time, to the clock tick (10 ms).
-    user: Duration,
-    system: Duration,
-    /// The highest `VmHWM` sampled, KiB.
-    sampled_kib: u64,
-}
-
 struct Bench {
     tether: PathBuf,
     hosts: PathBuf,
@@ -258,8 +198,8 @@ struct Bench {
 
 impl Bench {
     fn run(&self, table: &mut Table) -> BenchResult<()> {
-        let only = std::env::var("TETHER_BENCH_ONLY").unwrap_or_default();
-        let wanted = |part: &str| only.is_empty() || only.split(',').any(|p| p.trim() == part);
+        let only = support::only_parts();
+        let wanted = |part: &str| only.is_empty() || only.iter().any(|p| p == part);
         let mut over_limit = Vec::new();
         for direction in [Direction::Get, Direction::Put] {
             if wanted(direction.name()) {
@@ -297,22 +237,12 @@ impl Bench {
             }
             let [Some(t), Some(c)] = runs else { unreachable!("both tools ran") };
             let ratio = c.time.as_secs_f64() / t.time.as_secs_f64();
-            let show = |run: &Run| {
-                format!(
-                    "{:.3} s = {:.0} MiB/s (cpu {:.2} user + {:.2} sys), peak {}",
-                    run.time.as_secs_f64(),
-                    support::mib_per_s(self.size, run.time),
-                    run.user.as_secs_f64(),
-                    run.system.as_secs_f64(),
-                    support::fmt_kib(run.sampled_kib)
-                )
-            };
             println!(
                 "  pair {} ({} first): tether {}; curl {}; curl/tether time {ratio:.2}",
                 pair + 1,
                 if curl_first { "curl" } else { "tether" },
-                show(&t),
-                show(&c),
+                t.describe(self.size),
+                c.describe(self.size),
             );
             tether.push(t.time);
             curl.push(c.time);
@@ -322,10 +252,7 @@ impl Bench {
             curl_peak = curl_peak.max(c.sampled_kib);
             pair_ratios.push(ratio);
         }
-        pair_ratios.sort_by(f64::total_cmp);
-        let mid = pair_ratios.len() / 2;
-        let median_ratio =
-            if pair_ratios.len() % 2 == 1 { pair_ratios[mid] } else { (pair_ratios[mid - 1] + pair_ratios[mid]) / 2.0 };
+        let median_ratio = support::median_f64(&pair_ratios);
         println!(
             "  {name}: median of the pair ratios {median_ratio:.2} (pairs: {})",
             pair_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ")
@@ -400,10 +327,7 @@ impl Bench {
             (Direction::Put, Tool::Tether) => self.remote_tether.clone(),
             (Direction::Put, Tool::Curl) => self.remote_curl.clone(),
         };
-        match std::fs::remove_file(&destination) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
+        support::remove_if_present(&destination)?;
         support::sync_filesystems()?;
         let mut command = match tool {
             Tool::Tether => {
@@ -440,21 +364,20 @@ impl Bench {
         };
         let label = format!("{tool:?} {}", direction.name()).to_lowercase();
         let (run, exact_kib) = if exact {
-            let mut wrapped = wrap(&["/usr/bin/time", "-f", "%M", "--"], &command);
+            let mut wrapped = support::wrap(&support::GNU_TIME_PEAK, &command);
             let (run, _, stderr) = timed(&label, &mut wrapped)?;
-            let kib = stderr.lines().last().and_then(|l| l.trim().parse().ok());
-            (run, kib)
+            (run, support::gnu_time_peak_kib(&stderr))
         } else if tool == Tool::Tether
             && let Ok(profiler) = std::env::var("TETHER_BENCH_WRAP")
             && !profiler.trim().is_empty()
         {
             // Profiling only: the wrapper's cost lands in tether's times.
             let words: Vec<&str> = profiler.split_whitespace().collect();
-            (timed(&label, &mut wrap(&words, &command))?.0, None)
+            (timed(&label, &mut support::wrap(&words, &command))?.0, None)
         } else {
             (timed(&label, &mut command)?.0, None)
         };
-        check(&label, &destination, self.size, &self.hash)?;
+        support::check_file(&label, &destination, self.size, &self.hash)?;
         Ok((run, exact_kib))
     }
 
@@ -492,109 +415,4 @@ impl Bench {
     fn url_of(&self, path: &Path) -> BenchResult<String> {
         Ok(format!("{}/%2F{}", self.url, url_path(path)?))
     }
-}
-
-/// Runs `command` to completion, timing it from spawn to exit while another
-/// thread samples its `VmHWM`; fails when it fails. Gives its stdout and
-/// stderr too.
-fn timed(label: &str, command: &mut Command) -> BenchResult<(Run, String, String)> {
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // The sampler starts before the clock and learns the pid by a channel.
-    let (send_pid, pid) = mpsc::channel::<u32>();
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let Ok(pid) = pid.recv() else { return 0 };
-            let status = PathBuf::from(format!("/proc/{pid}/status"));
-            let mut peak = 0;
-            // A process gone (or a zombie, which has no memory) ends it.
-            while let Some(kib) = vm_hwm_kib(&status) {
-                peak = peak.max(kib);
-                if done.load(Ordering::Relaxed) {
-                    break;
-                }
-                std::thread::sleep(SAMPLE_EVERY);
-            }
-            peak
-        })
-    };
-    let children_before = children_cpu();
-    let started = Instant::now();
-    let spawned = command.spawn();
-    let child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            drop(send_pid);
-            let _ = sampler.join();
-            return Err(format!("{label}: starting {}: {e}", command.get_program().display()).into());
-        }
-    };
-    let _ = send_pid.send(child.id());
-    let out = child.wait_with_output();
-    let time = started.elapsed();
-    // Only this child was reaped in between.
-    let (user, system) = match (children_before, children_cpu()) {
-        (Some((u0, s0)), Some((u1, s1))) => (u1.saturating_sub(u0), s1.saturating_sub(s0)),
-        _ => (Duration::ZERO, Duration::ZERO),
-    };
-    done.store(true, Ordering::Relaxed);
-    let sampled_kib = sampler.join().map_err(|_| "the RSS sampler panicked")?;
-    let out = out?;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        return Err(format!("{label}: {}: {}", out.status, stderr.trim()).into());
-    }
-    Ok((Run { time, user, system, sampled_kib }, String::from_utf8_lossy(&out.stdout).into_owned(), stderr))
-}
-
-/// The user and system CPU time of this process's reaped children
-/// (`cutime`, `cstime` of `/proc/self/stat`), at USER_HZ = 100.
-fn children_cpu() -> Option<(Duration, Duration)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which is in parentheses: state is field 3.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |field: usize| fields.get(field - 3)?.parse::<u64>().ok().map(|t| Duration::from_millis(t * 10));
-    Some((ticks(16)?, ticks(17)?))
-}
-
-/// `/proc/loadavg`'s three averages.
-fn load_average() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
-/// `PREFIX… PROGRAM ARGS…` with `command`'s directory and environment.
-fn wrap(prefix: &[&str], command: &Command) -> Command {
-    let mut wrapped = Command::new(prefix[0]);
-    wrapped.args(&prefix[1..]).arg(command.get_program()).args(command.get_args());
-    if let Some(dir) = command.get_current_dir() {
-        wrapped.current_dir(dir);
-    }
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(value) => wrapped.env(key, value),
-            None => wrapped.env_remove(key),
-        };
-    }
-    wrapped
-}
-
-/// `VmHWM` from a `/proc/PID/status`, KiB.
-fn vm_hwm_kib(status: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(status).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-}
-
-/// Fails unless `path` holds exactly the source: `size` bytes, SHA-256 `hash`.
-fn check(label: &str, path: &Path, size: u64, hash: &str) -> BenchResult<()> {
-    let len = std::fs::metadata(path).map_err(|e| format!("{label}: {}: {e}", path.display()))?.len();
-    if len != size {
-        return Err(format!("{label}: {} has {len} bytes, the source {size}", path.display()).into());
-    }
-    let got = support::sha256_file(path)?;
-    if got != hash {
-        return Err(format!("{label}: {} differs from the source (sha256 {got})", path.display()).into());
-    }
-    Ok(())
 }

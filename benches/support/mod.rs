@@ -413,3 +413,277 @@ pub fn tool_peak_rss_kib(program: &str, args: &[&std::ffi::OsStr]) -> Option<u64
 pub fn fmt_kib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
+
+// What the whole-process transfer benches (`ftp`, `nc`) share: they run
+// the release `tether` binary and a reference tool as child processes,
+// timing each from spawn to exit and watching its memory while it runs.
+
+/// The `main` and the fallible steps of a bench.
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The most a tether process may hold at once in a transfer bench, whatever
+/// the file size: the issues' "memory stays flat".
+pub const RSS_LIMIT_KIB: u64 = 200 * 1024;
+
+/// How often a running process's `VmHWM` is read.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(5);
+
+/// Where the transfer benches put their files when it has room for them.
+pub const TMPFS: &str = "/dev/shm";
+
+/// The prefix that runs a command under GNU time, which then prints the
+/// command's peak RSS in KiB (`%M`, the kernel's `ru_maxrss`) as the last
+/// line of stderr: see [`gnu_time_peak_kib`].
+pub const GNU_TIME_PEAK: [&str; 4] = ["/usr/bin/time", "-f", "%M", "--"];
+
+/// The figure a [`GNU_TIME_PEAK`]-wrapped command's stderr ends with.
+pub fn gnu_time_peak_kib(stderr: &str) -> Option<u64> {
+    stderr.lines().last().and_then(|l| l.trim().parse().ok())
+}
+
+/// The environment variable `name` parsed, if set and well-formed.
+pub fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// Size of the file a whole-process transfer bench moves:
+/// `TETHER_BENCH_FILE_MIB` MiB if set, else 1 GiB in a real run and 4 MiB
+/// in a smoke run.
+pub fn transfer_size(mode: Mode) -> u64 {
+    env_number::<u64>("TETHER_BENCH_FILE_MIB").unwrap_or(mode.pick(1024, 4)) * MIB
+}
+
+/// How many timed pairs: `TETHER_BENCH_PAIRS` if set, else 5 in a real run
+/// and 1 in a smoke run; at least 1.
+pub fn pair_count(mode: Mode) -> usize {
+    env_number("TETHER_BENCH_PAIRS").unwrap_or(mode.pick(5, 1)).max(1)
+}
+
+/// The parts `TETHER_BENCH_ONLY` names (comma-separated), empty when it is
+/// unset: then every part runs.
+pub fn only_parts() -> Vec<String> {
+    std::env::var("TETHER_BENCH_ONLY")
+        .unwrap_or_default()
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// The middle value (mean of the two middle ones for an even count), e.g.
+/// of the pairs' ratios.
+pub fn median_f64(values: &[f64]) -> f64 {
+    assert!(!values.is_empty(), "median of no values");
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 { sorted[mid] } else { (sorted[mid - 1] + sorted[mid]) / 2.0 }
+}
+
+/// A directory for a bench's files: on [`TMPFS`] when it has `need` bytes
+/// free, else in the default temporary directory (`TMPDIR`), which the
+/// output then says.
+pub fn scratch_dir(prefix: &str, need: u64) -> BenchResult<tempfile::TempDir> {
+    let builder = || {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(prefix);
+        builder
+    };
+    let free = Command::new("df")
+        .args(["--output=avail", "-B1", TMPFS])
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).lines().nth(1)?.trim().parse::<u64>().ok());
+    match free {
+        Some(free) if free >= need => Ok(builder().tempdir_in(TMPFS)?),
+        _ => {
+            println!("{TMPFS} has less than {} MiB free: local files go to the temporary directory", need >> 20);
+            Ok(builder().tempdir()?)
+        }
+    }
+}
+
+/// The first line `program ARGS` prints on stdout, for the header.
+pub fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_string))
+        .unwrap_or_else(|| format!("{program}: unknown version"))
+}
+
+/// `/proc/loadavg`'s three averages.
+pub fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// One timed run of one or more processes: wall time (spawn to exit), CPU
+/// time and peak RSS.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub time: Duration,
+    /// User and system CPU time of the processes (and of the children they
+    /// reaped), to the clock tick (10 ms).
+    pub user: Duration,
+    pub system: Duration,
+    /// The highest `VmHWM` sampled, KiB.
+    pub sampled_kib: u64,
+}
+
+impl Run {
+    /// `1.234 s = 830 MiB/s (cpu 0.10 user + 0.90 sys), peak 12.3 MiB` for
+    /// a run that moved `bytes`.
+    pub fn describe(&self, bytes: u64) -> String {
+        format!(
+            "{:.3} s = {:.0} MiB/s (cpu {:.2} user + {:.2} sys), peak {}",
+            self.time.as_secs_f64(),
+            mib_per_s(bytes, self.time),
+            self.user.as_secs_f64(),
+            self.system.as_secs_f64(),
+            fmt_kib(self.sampled_kib)
+        )
+    }
+}
+
+/// A thread that samples one process's `VmHWM` every [`SAMPLE_EVERY`] until
+/// it is gone (or a zombie, which has no memory) or the sampler is
+/// finished. It starts before the process so that starting it costs the
+/// timed run nothing; [`PeakSampler::watch`] gives it the pid.
+#[derive(Debug)]
+pub struct PeakSampler {
+    pid: Option<std::sync::mpsc::Sender<u32>>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl PeakSampler {
+    pub fn start() -> PeakSampler {
+        let (send, pid) = std::sync::mpsc::channel::<u32>();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let Ok(pid) = pid.recv() else { return 0 };
+                let status = PathBuf::from(format!("/proc/{pid}/status"));
+                let mut peak = 0;
+                while let Some(kib) = vm_hwm_kib(&status) {
+                    peak = peak.max(kib);
+                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(SAMPLE_EVERY);
+                }
+                peak
+            })
+        };
+        PeakSampler { pid: Some(send), done, thread }
+    }
+
+    /// Starts sampling process `pid`.
+    pub fn watch(&mut self, pid: u32) {
+        if let Some(send) = self.pid.take() {
+            let _ = send.send(pid);
+        }
+    }
+
+    /// Stops sampling; the highest `VmHWM` seen, KiB (0 if none was).
+    pub fn finish(self) -> BenchResult<u64> {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(self.pid);
+        Ok(self.thread.join().map_err(|_| "the RSS sampler panicked")?)
+    }
+}
+
+/// Runs `command` to completion (stdin from `/dev/null`, stdout and stderr
+/// captured), timing it from spawn to exit while a [`PeakSampler`] watches
+/// it; fails when it fails. Gives its stdout and stderr too.
+pub fn timed(label: &str, command: &mut Command) -> BenchResult<(Run, String, String)> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut sampler = PeakSampler::start();
+    let children_before = children_cpu();
+    let started = Instant::now();
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = sampler.finish();
+            return Err(format!("{label}: starting {}: {e}", command.get_program().display()).into());
+        }
+    };
+    sampler.watch(child.id());
+    let out = child.wait_with_output();
+    let time = started.elapsed();
+    // Only this child was reaped in between.
+    let (user, system) = cpu_since(children_before);
+    let sampled_kib = sampler.finish()?;
+    let out = out?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(format!("{label}: {}: {}", out.status, stderr.trim()).into());
+    }
+    Ok((Run { time, user, system, sampled_kib }, String::from_utf8_lossy(&out.stdout).into_owned(), stderr))
+}
+
+/// The user and system CPU time of this process's reaped children
+/// (`cutime`, `cstime` of `/proc/self/stat`), at USER_HZ = 100.
+pub fn children_cpu() -> Option<(Duration, Duration)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses: state is field 3.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |field: usize| fields.get(field - 3)?.parse::<u64>().ok().map(|t| Duration::from_millis(t * 10));
+    Some((ticks(16)?, ticks(17)?))
+}
+
+/// The user and system CPU time of the children reaped since `before` (a
+/// [`children_cpu`] reading); zero when either reading failed.
+pub fn cpu_since(before: Option<(Duration, Duration)>) -> (Duration, Duration) {
+    match (before, children_cpu()) {
+        (Some((u0, s0)), Some((u1, s1))) => (u1.saturating_sub(u0), s1.saturating_sub(s0)),
+        _ => (Duration::ZERO, Duration::ZERO),
+    }
+}
+
+/// `PREFIX… PROGRAM ARGS…` with `command`'s directory and environment.
+pub fn wrap(prefix: &[&str], command: &Command) -> Command {
+    let mut wrapped = Command::new(prefix[0]);
+    wrapped.args(&prefix[1..]).arg(command.get_program()).args(command.get_args());
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
+}
+
+/// `VmHWM` from a `/proc/PID/status`, KiB.
+pub fn vm_hwm_kib(status: &Path) -> Option<u64> {
+    status_kib(&std::fs::read_to_string(status).ok()?, "VmHWM:")
+}
+
+/// Fails unless `path` holds exactly the source: `size` bytes, SHA-256
+/// `hash`. `label` names the run in the error.
+pub fn check_file(label: &str, path: &Path, size: u64, hash: &str) -> BenchResult<()> {
+    let len = std::fs::metadata(path).map_err(|e| format!("{label}: {}: {e}", path.display()))?.len();
+    if len != size {
+        return Err(format!("{label}: {} has {len} bytes, the source {size}", path.display()).into());
+    }
+    let got = sha256_file(path)?;
+    if got != hash {
+        return Err(format!("{label}: {} differs from the source (sha256 {got})", path.display()).into());
+    }
+    Ok(())
+}
+
+/// Removes `path`; a file already absent is fine.
+pub fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

@@ -203,13 +203,21 @@ fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
          ( if read g && [ \"$g\" = go ]; then kill $w; if read v && [ \"$v\" = keep ]; then exit 0; fi; fi; \
          kill $n; {cleanup}) <&3 >/dev/null 2>&1 & l=$!; else echo \"{MARK} ready none\"; fi; "
     ));
+    // A file being sent is hashed while netcat sends it, on another core
+    // (reading it twice costs nothing more than the page cache); a file
+    // being received can only be hashed once it is complete.
+    let (early_hash, late_hash) = match (probe.hasher, job) {
+        (Some(hasher), Job::Send { .. }) => {
+            (format!("( echo \"{MARK} sha256 $({hasher} <\"$t\")\" ) & h=$!; "), "; wait $h".to_string())
+        }
+        (Some(hasher), Job::Receive { .. }) => (String::new(), format!("; echo \"{MARK} sha256 $({hasher} <\"$t\")\"")),
+        (None, _) => (String::new(), String::new()),
+    };
     script.push_str(&format!(
-        "wait $n; s=$?; kill $w 2>/dev/null; echo \"{MARK} exit $s\"; \
-         if [ $s = 0 ]; then echo \"{MARK} size $(wc -c <\"$t\")\""
+        "h=; {early_hash}wait $n; s=$?; kill $w 2>/dev/null; echo \"{MARK} exit $s\"; \
+         if [ $s = 0 ]; then echo \"{MARK} size $(wc -c <\"$t\")\"{late_hash}; \
+         else [ -z \"$h\" ] || kill $h 2>/dev/null"
     ));
-    if let Some(hasher) = probe.hasher {
-        script.push_str(&format!("; echo \"{MARK} sha256 $({hasher} <\"$t\")\""));
-    }
     // The verdict: the lifeline keeps or removes the file, then the script ends.
     script.push_str("; fi; [ -z \"$l\" ] || wait $l");
     script
@@ -765,10 +773,16 @@ mod tests {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
+    /// The script's report lines but the digest (a file being sent is
+    /// hashed alongside, and its line comes whenever the hash is done).
     fn lines_of(child: std::process::Child) -> (Vec<String>, Duration) {
         let started = std::time::Instant::now();
         let out = child.wait_with_output().unwrap();
-        (String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect(), started.elapsed())
+        (without_digest(&String::from_utf8_lossy(&out.stdout)), started.elapsed())
+    }
+
+    fn without_digest(text: &str) -> Vec<String> {
+        text.lines().filter(|l| !l.starts_with("tether-nc: sha256 ")).map(str::to_string).collect()
     }
 
     fn sent_file() -> (tempfile::TempDir, Job) {
@@ -813,7 +827,7 @@ mod tests {
         let mut rest = String::new();
         stdout.read_to_string(&mut rest).unwrap();
         child.wait().unwrap();
-        assert!(rest.starts_with("tether-nc: exit 0\ntether-nc: size 4\n"), "{rest}");
+        assert_eq!(without_digest(&rest), ["tether-nc: exit 0", "tether-nc: size 4"], "{rest}");
     }
 
     /// Each SHA-256 tool the probe may pick reports a digest the script's
@@ -868,7 +882,7 @@ mod tests {
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
         child.wait().unwrap();
-        assert_eq!(rest.trim(), "tether-nc: exit 143");
+        assert_eq!(without_digest(&rest), ["tether-nc: exit 143"], "{rest}");
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     }
 

@@ -94,13 +94,11 @@ fn script(options: &NcOptions) -> String {
     let nc = words.iter().map(|w| quote(w).into_owned()).collect::<Vec<_>>().join(" ");
     let first = quote(words[0]);
     let mut script = format!("if ! command -v {first} >/dev/null 2>&1; then echo '{MARK} missing'; exit 0; fi; ");
-    for (tool, test) in [
-        ("ss", "ss -ltn"),
-        ("netstat", "netstat -ltn"),
-        ("openssl", "openssl dgst -sha256"),
-        ("sha256sum", "sha256sum"),
-        ("busybox-sha256sum", "busybox sha256sum"),
-    ] {
+    let mut tools = vec![("ss", "ss -ltn"), ("netstat", "netstat -ltn")];
+    if options.verify == Verify::Sha256 {
+        tools.extend(HASHERS);
+    }
+    for (tool, test) in tools {
         script.push_str(&format!("{test} </dev/null >/dev/null 2>&1 && echo '{MARK} tool {tool}'; "));
     }
     script.push_str(&format!("[ -r /proc/net/tcp ] && echo '{MARK} tool proc'; "));
