@@ -171,32 +171,18 @@ fn connected_check(probe: &Probe, port: u16) -> String {
 /// that a console runs it as well.
 fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
     let seconds = options.listener_timeout().as_secs_f64().ceil().max(1.0) as u64;
-    let nc = &probe.nc;
-    let plain = format!("{nc} -l -p $p </dev/null >>\"$t\" & n=$!; ");
-    let (setup, start, cleanup) = match job {
-        Job::Receive { temp } => {
-            let setup =
-                format!("t={}; umask 077; set -C; : > \"$t\" || exit {EXIT_NO_TEMPORARY}; set +C; ", word(temp));
-            let start = match probe.hasher {
-                // Hashed as it arrives, so the hash costs no time after the
-                // transfer: netcat writes into a private FIFO, which `tee`
-                // empties into the file and the hasher. Without a FIFO (a
-                // read-only /tmp), the file is hashed once complete.
-                Some(hasher) => format!(
-                    "if d=$(mktemp -d 2>/dev/null) && mkfifo \"$d/p\" 2>/dev/null; then \
-                     ( echo \"{MARK} sha256 $(tee -a \"$t\" <\"$d/p\" | {hasher})\" ) & h=$!; \
-                     {nc} -l -p $p </dev/null >\"$d/p\" & n=$!; \
-                     else [ -z \"$d\" ] || rm -rf \"$d\"; d=; {plain}fi; "
-                ),
-                None => plain,
-            };
-            (setup, start, "rm -f \"$t\"; [ -z \"$d\" ] || rm -rf \"$d\"; ")
-        }
-        Job::Send { file } => (format!("t={}; ", word(file)), format!("{nc} -l -p $p <\"$t\" >/dev/null & n=$!; "), ""),
+    let (setup, redirect, cleanup) = match job {
+        Job::Receive { temp } => (
+            format!("t={}; umask 077; set -C; : > \"$t\" || exit {EXIT_NO_TEMPORARY}; set +C; ", word(temp)),
+            "</dev/null >>\"$t\"",
+            "rm -f \"$t\"; ",
+        ),
+        Job::Send { file } => (format!("t={}; ", word(file)), "<\"$t\" >/dev/null", ""),
     };
     let check = listening_check(probe, options, port);
     // fd 3 keeps the script's stdin: a background job's stdin is /dev/null.
-    let mut script = format!("exec 3<&0; l=; h=; d=; {setup}p={port}; {start}");
+    let mut script = format!("exec 3<&0; l=; {setup}");
+    script.push_str(&format!("p={port}; {} -l -p $p {redirect} & n=$!; ", probe.nc));
     let connected = connected_check(probe, port);
     script.push_str(&format!(
         "( trap 'kill $z 2>/dev/null; exit 0' TERM; sleep {seconds} & z=$!; wait $z; \
@@ -218,22 +204,22 @@ fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
          kill $n; {cleanup}) <&3 >/dev/null 2>&1 & l=$!; else echo \"{MARK} ready none\"; fi; "
     ));
     // A file being sent is hashed while netcat sends it, on another core
-    // (reading it twice costs nothing more than the page cache).
-    if let (Some(hasher), Job::Send { .. }) = (probe.hasher, job) {
-        script.push_str(&format!("( echo \"{MARK} sha256 $({hasher} <\"$t\")\" ) & h=$!; "));
-    }
-    // Whatever was not hashed on the way is hashed now.
-    let late_hash = match probe.hasher {
-        Some(hasher) => format!("[ -n \"$h\" ] || echo \"{MARK} sha256 $({hasher} <\"$t\")\"; "),
-        None => String::new(),
+    // (reading it twice costs nothing more than the page cache); a file
+    // being received can only be hashed once it is complete.
+    let (early_hash, late_hash) = match (probe.hasher, job) {
+        (Some(hasher), Job::Send { .. }) => {
+            (format!("( echo \"{MARK} sha256 $({hasher} <\"$t\")\" ) & h=$!; "), "; wait $h".to_string())
+        }
+        (Some(hasher), Job::Receive { .. }) => (String::new(), format!("; echo \"{MARK} sha256 $({hasher} <\"$t\")\"")),
+        (None, _) => (String::new(), String::new()),
     };
     script.push_str(&format!(
-        "wait $n; s=$?; kill $w 2>/dev/null; echo \"{MARK} exit $s\"; \
-         if [ $s = 0 ]; then [ -z \"$h\" ] || wait $h; echo \"{MARK} size $(wc -c <\"$t\")\"; {late_hash}\
-         else [ -z \"$h\" ] || kill $h 2>/dev/null; fi; [ -z \"$d\" ] || rm -rf \"$d\"; "
+        "h=; {early_hash}wait $n; s=$?; kill $w 2>/dev/null; echo \"{MARK} exit $s\"; \
+         if [ $s = 0 ]; then echo \"{MARK} size $(wc -c <\"$t\")\"{late_hash}; \
+         else [ -z \"$h\" ] || kill $h 2>/dev/null"
     ));
     // The verdict: the lifeline keeps or removes the file, then the script ends.
-    script.push_str("[ -z \"$l\" ] || wait $l");
+    script.push_str("; fi; [ -z \"$l\" ] || wait $l");
     script
 }
 
@@ -458,15 +444,7 @@ impl Listener {
             hold,
         };
         let limit = options.listener_timeout();
-        let deadline = tokio::time::Instant::now() + limit;
-        // A digest may come first: the hash of what a netcat that failed wrote.
-        let first = loop {
-            match tokio::time::timeout_at(deadline, listener.events.recv()).await {
-                Ok(Some(Event::Sha256(_))) => continue,
-                other => break other,
-            }
-        };
-        match first {
+        match tokio::time::timeout(limit, listener.events.recv()).await {
             Ok(Some(Event::Ready { lifeline })) => {
                 listener.lifeline = lifeline && listener.stdin.is_some();
                 Ok(Ok(listener))
@@ -718,16 +696,11 @@ mod tests {
         let probe = Probe { flavour: Flavour::OpenBsd, ports, hasher: Some("sha256sum"), nc: "nc.openbsd".into() };
         std::process::Command::new("sh")
             .args(["-c", &script(&probe, options, job, port)])
-            .env("TMPDIR", SCRIPT_TMPDIR.path())
             .stdin(stdin)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("sh")
     }
-
-    /// Where the scripts of these tests make their FIFOs' directories.
-    static SCRIPT_TMPDIR: std::sync::LazyLock<tempfile::TempDir> =
-        std::sync::LazyLock::new(|| tempfile::tempdir().unwrap());
 
     /// A put's verdict: `keep` keeps the received file; stdin ending
     /// without it (the local side died mid-transfer) kills netcat and
@@ -758,7 +731,7 @@ mod tests {
                     stdout.read_line(&mut line).unwrap();
                     reports.push(line.trim().to_string());
                 }
-                assert_eq!(without_digest(&reports.join("\n")), ["tether-nc: exit 0", "tether-nc: size 7"]);
+                assert_eq!(reports[..2], ["tether-nc: exit 0", "tether-nc: size 7"]);
                 stdin.write_all(b"keep\n").unwrap();
                 drop(stdin);
             } else {
@@ -771,12 +744,9 @@ mod tests {
             if keep {
                 assert_eq!(std::fs::read(&temp).unwrap(), b"partial");
             } else {
-                assert_eq!(without_digest(&rest), ["tether-nc: exit 143"], "{rest}");
+                assert_eq!(rest.trim(), "tether-nc: exit 143");
                 assert!(!temp.exists(), "the partial file is still there");
             }
-            // The FIFO that fed the hasher went with the script.
-            let fifos = std::fs::read_dir(SCRIPT_TMPDIR.path()).unwrap().count();
-            assert_eq!(fifos, 0, "keep: {keep}");
         }
     }
 
