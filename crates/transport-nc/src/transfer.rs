@@ -110,7 +110,7 @@ impl NcFiles {
         let shown = remote.display();
         let limit = self.limit();
         let (mut listener, mut stream) = self.listen(&Job::Receive { temp: temp.to_path_buf() }, remote).await?;
-        let mut hasher = (self.options.verify == Verify::Sha256).then(Sha256::new);
+        let mut hasher = (self.options.verify == Verify::Sha256).then(Hashing::start);
         let mut buffer = vec![0u8; CHUNK];
         let mut sent = 0u64;
         loop {
@@ -126,7 +126,7 @@ impl NcFiles {
                 Err(_) => return Err(stalled("put", remote, limit)),
             }
             if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&buffer[..n]);
+                hasher.update(&buffer[..n]).await;
             }
             sent += n as u64;
         }
@@ -145,7 +145,11 @@ impl NcFiles {
                 listener.port()
             )));
         }
-        verify("put", remote, sent, outcome.size, hasher, outcome.sha256.as_deref(), self.options.verify)?;
+        let ours = match hasher {
+            Some(hasher) => Some(hasher.finish().await?),
+            None => None,
+        };
+        verify("put", remote, sent, outcome.size, ours, outcome.sha256.as_deref(), self.options.verify)?;
         listener.keep().await;
         Ok(sent)
     }
@@ -187,6 +191,47 @@ impl NcFiles {
     }
 }
 
+/// A SHA-256 computed on a thread of its own while the data flows, so the
+/// copy loop only hands chunks over: the hash costs this process no time
+/// where a core is free.
+struct Hashing {
+    chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    digest: tokio::task::JoinHandle<String>,
+}
+
+impl Hashing {
+    fn start() -> Self {
+        let (chunks, mut arriving) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+        let digest = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = arriving.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hex::encode(hasher.finalize())
+        });
+        Hashing { chunks: Some(chunks), digest }
+    }
+
+    async fn update(&mut self, data: &[u8]) {
+        if let Some(chunks) = &self.chunks {
+            // The thread only ends when `chunks` is dropped: a send cannot fail.
+            let _ = chunks.send(bytes::Bytes::copy_from_slice(data)).await;
+        }
+    }
+
+    async fn finish(mut self) -> Result<String> {
+        self.chunks.take();
+        (&mut self.digest).await.map_err(|e| Error::new(ErrorKind::Io, "nc").with_context(format!("hashing: {e}")))
+    }
+}
+
+impl Drop for Hashing {
+    fn drop(&mut self) {
+        // Ends the thread (its channel closes); the digest is not wanted.
+        self.chunks.take();
+    }
+}
+
 /// The error for a data connection that did not move for `limit`.
 fn stalled(operation: &str, remote: &Path, limit: Duration) -> Error {
     Error::new(ErrorKind::Timeout, operation).with_context(format!(
@@ -202,7 +247,7 @@ fn verify(
     remote: &Path,
     here: u64,
     there: Option<u64>,
-    hasher: Option<Sha256>,
+    ours: Option<String>,
     digest: Option<&str>,
     how: Verify,
 ) -> Result<()> {
@@ -216,8 +261,7 @@ fn verify(
             None => return corrupted("the host reported no size".to_string()),
         }
     }
-    if let Some(hasher) = hasher {
-        let ours = hex::encode(hasher.finalize());
+    if let Some(ours) = ours {
         match digest {
             Some(theirs) if theirs == ours => {}
             Some(theirs) => return corrupted(format!("SHA-256 differs: {ours} here, {theirs} on the host")),
@@ -249,7 +293,7 @@ impl FileTransfer for NcFiles {
         let shown = remote.display();
         let limit = self.limit();
         let (mut listener, mut stream) = self.listen(&Job::Send { file: remote.to_path_buf() }, remote).await?;
-        let mut hasher = (self.options.verify == Verify::Sha256).then(Sha256::new);
+        let mut hasher = (self.options.verify == Verify::Sha256).then(Hashing::start);
         let mut buffer = vec![0u8; CHUNK];
         let mut received = 0u64;
         // Exactly the size stat gave: OpenBSD's and the traditional netcat
@@ -266,7 +310,7 @@ impl FileTransfer for NcFiles {
                 .await
                 .map_err(|e| Error::io("get", e).with_context(format!("{shown}: writing the sink")))?;
             if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&buffer[..n]);
+                hasher.update(&buffer[..n]).await;
             }
             received += n as u64;
         }
@@ -277,7 +321,11 @@ impl FileTransfer for NcFiles {
             return Err(Error::new(ErrorKind::Corrupted, "get")
                 .with_context(format!("{shown}: {received} bytes arrived, the file has {expected}")));
         }
-        verify("get", remote, received, outcome.size, hasher, outcome.sha256.as_deref(), self.options.verify)?;
+        let ours = match hasher {
+            Some(hasher) => Some(hasher.finish().await?),
+            None => None,
+        };
+        verify("get", remote, received, outcome.size, ours, outcome.sha256.as_deref(), self.options.verify)?;
         listener.keep().await;
         sink.flush().await.map_err(|e| Error::io("get", e).with_context(format!("{shown}: flushing the sink")))?;
         Ok(received)
