@@ -47,10 +47,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{
-    BenchResult, Better, Mode, RSS_LIMIT_KIB, Run, SAMPLE_EVERY, Samples, Stat, TMPFS, Table, first_line, load_average,
-    timed,
-};
+use support::{BenchResult, Mode, Run, SAMPLE_EVERY, Samples, Stat, TMPFS, Table, first_line, load_average, timed};
 use tether_test_servers::Vsftpd;
 
 /// The host's id in the bench's `hosts.json`.
@@ -216,105 +213,31 @@ impl Bench {
     /// gives the tether peaks above [`RSS_LIMIT_KIB`], described.
     fn direction(&self, direction: Direction, table: &mut Table) -> BenchResult<Vec<String>> {
         let mib = self.size / support::MIB;
-        let name = direction.name();
-        println!("{name}: {mib} MiB, 1 untimed warm-up run of each, then {} timed pair(s)", self.pairs);
-        // The warm-up: exact peaks where GNU time is there.
-        let mut exact = [None, None];
-        for (slot, tool) in exact.iter_mut().zip([Tool::Tether, Tool::Curl]) {
-            *slot = self.once(direction, tool, self.time)?.1;
-        }
-        let (mut tether, mut curl) = (Samples::new(), Samples::new());
-        let (mut tether_cpu, mut curl_cpu) = (Samples::new(), Samples::new());
-        let (mut tether_peak, mut curl_peak) = (0, 0);
-        let mut pair_ratios = Vec::new();
-        for pair in 0..self.pairs {
-            let curl_first = pair % 2 == 1;
-            let order = if curl_first { [Tool::Curl, Tool::Tether] } else { [Tool::Tether, Tool::Curl] };
-            let mut runs = [None, None];
-            for tool in order {
-                let (run, _) = self.once(direction, tool, false)?;
-                runs[usize::from(tool == Tool::Curl)] = Some(run);
-            }
-            let [Some(t), Some(c)] = runs else { unreachable!("both tools ran") };
-            let ratio = c.time.as_secs_f64() / t.time.as_secs_f64();
-            println!(
-                "  pair {} ({} first): tether {}; curl {}; curl/tether time {ratio:.2}",
-                pair + 1,
-                if curl_first { "curl" } else { "tether" },
-                t.describe(self.size),
-                c.describe(self.size),
-            );
-            tether.push(t.time);
-            curl.push(c.time);
-            tether_cpu.push(t.user + t.system);
-            curl_cpu.push(c.user + c.system);
-            tether_peak = tether_peak.max(t.sampled_kib);
-            curl_peak = curl_peak.max(c.sampled_kib);
-            pair_ratios.push(ratio);
-        }
-        let median_ratio = support::median_f64(&pair_ratios);
-        println!(
-            "  {name}: median of the pair ratios {median_ratio:.2} (pairs: {})",
-            pair_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ")
-        );
-
-        let (t, c) = (tether.mib_s(Stat::Median, self.size), curl.mib_s(Stat::Median, self.size));
-        let ratio = support::ratio(t, c);
-        // The goal is judged on the pairs (each pair's two runs saw the
-        // same machine), not on medians taken apart.
-        let verdict = match self.mode {
-            Mode::Quick => format!("pairs' median {median_ratio:.2}, smoke run: no verdict"),
-            Mode::Full if median_ratio >= 1.0 => format!("pairs' median {median_ratio:.2}, goal ≥ 1.00: met"),
-            Mode::Full => format!("pairs' median {median_ratio:.2}, goal ≥ 1.00: MISSED"),
+        let label = format!("{} {mib} MiB", direction.name());
+        let tool = match direction {
+            Direction::Get if self.local_tmpfs => "curl -o FILE (tmpfs)",
+            Direction::Get => "curl -o FILE",
+            Direction::Put => "curl -T FILE",
         };
-        let (label, tool) = match direction {
-            Direction::Get if self.local_tmpfs => ("get", "curl -o FILE (tmpfs)"),
-            Direction::Get => ("get", "curl -o FILE"),
-            Direction::Put => ("put", "curl -T FILE"),
+        let case = support::PairedCase {
+            label: &label,
+            size: self.size,
+            pairs: self.pairs,
+            mode: self.mode,
+            goal: 1.0,
+            reference: "curl",
+            reference_tool: tool,
+            cpu_of: "of the process",
+            cpu_reference: tool,
+            rss_reference: "curl",
         };
-        table.row(
-            &format!("{label} {mib} MiB, whole process, median of {}", self.pairs),
-            format!("{t:.0} MiB/s"),
-            tool,
-            format!("{c:.0} MiB/s"),
-            format!("{}, {verdict}", support::fmt_ratio(ratio, Better::Higher)),
-        );
-        let (tb, cb) = (tether.mib_s(Stat::Best, self.size), curl.mib_s(Stat::Best, self.size));
-        table.row(
-            &format!("{label} {mib} MiB, whole process, best of {}", self.pairs),
-            format!("{tb:.0} MiB/s"),
-            tool,
-            format!("{cb:.0} MiB/s"),
-            support::fmt_ratio(support::ratio(tb, cb), Better::Higher),
-        );
-        let (tc, cc) = (tether_cpu.median(), curl_cpu.median());
-        table.row(
-            &format!("{label} {mib} MiB, CPU time of the process (user + sys), median"),
-            format!("{:.2} s", tc.as_secs_f64()),
-            tool,
-            format!("{:.2} s", cc.as_secs_f64()),
-            support::fmt_ratio(support::ratio(tc.as_secs_f64(), cc.as_secs_f64()), Better::Lower),
-        );
-        let show = |sampled: u64, exact: Option<u64>| match exact {
-            Some(exact) => format!("{} ({} exact, warm-up)", support::fmt_kib(sampled), support::fmt_kib(exact)),
-            None => support::fmt_kib(sampled),
-        };
-        let tether_max = tether_peak.max(exact[0].unwrap_or(0));
-        table.row(
-            &format!("peak RSS of the process, {label} {mib} MiB (goal ≤ 200 MiB)"),
-            show(tether_peak, exact[0]),
-            "curl",
-            show(curl_peak, exact[1]),
-            if tether_max <= RSS_LIMIT_KIB { "goal: met".into() } else { "goal: MISSED".into() },
-        );
+        let over = support::paired(&case, self.time, table, |curl, exact| {
+            self.once(direction, if curl { Tool::Curl } else { Tool::Tether }, exact)
+        })?;
         if direction == Direction::Get {
             self.ceiling(table)?;
         }
-        Ok(if tether_max > RSS_LIMIT_KIB {
-            vec![format!("tether {label} peaked at {}", support::fmt_kib(tether_max))]
-        } else {
-            Vec::new()
-        })
+        Ok(over.into_iter().collect())
     }
 
     /// One run of `tool` in `direction` from a clean start (destination

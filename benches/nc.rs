@@ -56,8 +56,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use support::{
-    BenchResult, Better, Mode, PeakSampler, RSS_LIMIT_KIB, Run, SAMPLE_EVERY, Samples, Stat, Table, first_line,
-    load_average, timed,
+    BenchResult, Mode, PeakSampler, Run, SAMPLE_EVERY, Samples, Stat, Table, first_line, load_average, timed,
 };
 
 /// The host's id in the bench's hosts files.
@@ -223,101 +222,28 @@ impl Bench {
     fn case(&self, direction: Direction, verify: Verify, table: &mut Table) -> BenchResult<Vec<String>> {
         let mib = self.size / support::MIB;
         let label = format!("{} {mib} MiB, verify {}", direction.name(), verify.name());
-        println!("{label}: 1 untimed warm-up run of each, then {} timed pair(s)", self.pairs);
-        // The warm-up: exact peaks where GNU time is there.
-        let mut exact = [None, None];
-        for (slot, tool) in exact.iter_mut().zip([Tool::Tether, Tool::Pipe]) {
-            *slot = self.once(direction, verify, tool, self.time)?.1;
-        }
-        let (mut tether, mut pipe) = (Samples::new(), Samples::new());
-        let (mut tether_cpu, mut pipe_cpu) = (Samples::new(), Samples::new());
-        let (mut tether_peak, mut pipe_peak) = (0, 0);
-        let mut pair_ratios = Vec::new();
-        for pair in 0..self.pairs {
-            let pipe_first = pair % 2 == 1;
-            let order = if pipe_first { [Tool::Pipe, Tool::Tether] } else { [Tool::Tether, Tool::Pipe] };
-            let mut runs = [None, None];
-            for tool in order {
-                let (run, _) = self.once(direction, verify, tool, false)?;
-                runs[usize::from(tool == Tool::Pipe)] = Some(run);
-            }
-            let [Some(t), Some(p)] = runs else { unreachable!("both tools ran") };
-            let ratio = p.time.as_secs_f64() / t.time.as_secs_f64();
-            println!(
-                "  pair {} ({} first): tether {}; nc pipe {}; pipe/tether time {ratio:.2}",
-                pair + 1,
-                if pipe_first { "pipe" } else { "tether" },
-                t.describe(self.size),
-                p.describe(self.size),
-            );
-            tether.push(t.time);
-            pipe.push(p.time);
-            tether_cpu.push(t.user + t.system);
-            pipe_cpu.push(p.user + p.system);
-            tether_peak = tether_peak.max(t.sampled_kib);
-            pipe_peak = pipe_peak.max(p.sampled_kib);
-            pair_ratios.push(ratio);
-        }
-        let median_ratio = support::median_f64(&pair_ratios);
-        println!(
-            "  {label}: median of the pair ratios {median_ratio:.2} (pairs: {})",
-            pair_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ")
-        );
-
-        let reference = match (direction, self.tmpfs) {
+        let reference_tool = match (direction, self.tmpfs) {
             (Direction::Put, true) => "nc -N < FILE → nc -l > FILE (tmpfs)",
             (Direction::Put, false) => "nc -N < FILE → nc -l > FILE",
             (Direction::Get, true) => "nc -N -l < FILE → nc > FILE (tmpfs)",
             (Direction::Get, false) => "nc -N -l < FILE → nc > FILE",
         };
-        let (t, p) = (tether.mib_s(Stat::Median, self.size), pipe.mib_s(Stat::Median, self.size));
-        // The goal is judged on the pairs (each pair's two runs saw the
-        // same machine), not on medians taken apart.
-        let verdict = match self.mode {
-            Mode::Quick => format!("pairs' median {median_ratio:.2}, smoke run: no verdict"),
-            Mode::Full if median_ratio >= GOAL => format!("pairs' median {median_ratio:.2}, goal ≥ {GOAL:.2}: met"),
-            Mode::Full => format!("pairs' median {median_ratio:.2}, goal ≥ {GOAL:.2}: MISSED"),
+        let case = support::PairedCase {
+            label: &label,
+            size: self.size,
+            pairs: self.pairs,
+            mode: self.mode,
+            goal: GOAL,
+            reference: "nc pipe",
+            reference_tool,
+            cpu_of: "of all its processes",
+            cpu_reference: "both netcats",
+            rss_reference: "nc, near side",
         };
-        table.row(
-            &format!("{label}, whole process, median of {}", self.pairs),
-            format!("{t:.0} MiB/s"),
-            reference,
-            format!("{p:.0} MiB/s"),
-            format!("{}, {verdict}", support::fmt_ratio(support::ratio(t, p), Better::Higher)),
-        );
-        let (tb, pb) = (tether.mib_s(Stat::Best, self.size), pipe.mib_s(Stat::Best, self.size));
-        table.row(
-            &format!("{label}, whole process, best of {}", self.pairs),
-            format!("{tb:.0} MiB/s"),
-            reference,
-            format!("{pb:.0} MiB/s"),
-            support::fmt_ratio(support::ratio(tb, pb), Better::Higher),
-        );
-        let (tc, pc) = (tether_cpu.median(), pipe_cpu.median());
-        table.row(
-            &format!("{label}, CPU time of all its processes (user + sys), median"),
-            format!("{:.2} s", tc.as_secs_f64()),
-            "both netcats",
-            format!("{:.2} s", pc.as_secs_f64()),
-            support::fmt_ratio(support::ratio(tc.as_secs_f64(), pc.as_secs_f64()), Better::Lower),
-        );
-        let show = |sampled: u64, exact: Option<u64>| match exact {
-            Some(exact) => format!("{} ({} exact, warm-up)", support::fmt_kib(sampled), support::fmt_kib(exact)),
-            None => support::fmt_kib(sampled),
-        };
-        let tether_max = tether_peak.max(exact[0].unwrap_or(0));
-        table.row(
-            &format!("peak RSS of the process, {label} (goal ≤ 200 MiB)"),
-            show(tether_peak, exact[0]),
-            "nc, near side",
-            show(pipe_peak, exact[1]),
-            if tether_max <= RSS_LIMIT_KIB { "goal: met".into() } else { "goal: MISSED".into() },
-        );
-        Ok(if tether_max > RSS_LIMIT_KIB {
-            vec![format!("tether {label} peaked at {}", support::fmt_kib(tether_max))]
-        } else {
-            Vec::new()
-        })
+        let over = support::paired(&case, self.time, table, |pipe, exact| {
+            self.once(direction, verify, if pipe { Tool::Pipe } else { Tool::Tether }, exact)
+        })?;
+        Ok(over.into_iter().collect())
     }
 
     /// One run of `tool` from a clean start (destination removed,

@@ -687,3 +687,120 @@ pub fn remove_if_present(path: &Path) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// What a side-by-side case of whole processes compares, as the table and
+/// the pair lines name it.
+pub struct PairedCase<'a> {
+    /// The case, as the rows begin: `get 1024 MiB`, `put 1024 MiB, verify size`.
+    pub label: &'a str,
+    /// Bytes each run moves.
+    pub size: u64,
+    pub pairs: usize,
+    pub mode: Mode,
+    /// The pairs' median ratio (reference time over tether's) to reach.
+    pub goal: f64,
+    /// The other side in the pair lines: `curl`, `nc pipe`.
+    pub reference: &'a str,
+    /// The other side in the time rows: `curl -o FILE (tmpfs)`, …
+    pub reference_tool: &'a str,
+    /// What the CPU row measures: `of the process`, `of all its processes`.
+    pub cpu_of: &'a str,
+    /// The other side in the CPU row.
+    pub cpu_reference: &'a str,
+    /// The other side in the memory row.
+    pub rss_reference: &'a str,
+}
+
+/// Runs a case: one untimed warm-up of each side (under GNU time when
+/// `exact`, for its exact peak), then `pairs` pairs in alternating order
+/// (ABBA), printing each; then adds the time, best, CPU and memory rows.
+/// `once(reference, exact)` runs one side from a clean start and checks
+/// its result. Gives the tether peak, described, when it is over
+/// [`RSS_LIMIT_KIB`].
+pub fn paired(
+    case: &PairedCase,
+    exact: bool,
+    table: &mut Table,
+    mut once: impl FnMut(bool, bool) -> BenchResult<(Run, Option<u64>)>,
+) -> BenchResult<Option<String>> {
+    let label = case.label;
+    println!("{label}: 1 untimed warm-up run of each, then {} timed pair(s)", case.pairs);
+    let warm_tether = once(false, exact)?.1;
+    let warm_reference = once(true, exact)?.1;
+    let (mut tether, mut reference) = (Samples::new(), Samples::new());
+    let (mut tether_cpu, mut reference_cpu) = (Samples::new(), Samples::new());
+    let (mut tether_peak, mut reference_peak) = (0, 0);
+    let mut pair_ratios = Vec::new();
+    for pair in 0..case.pairs {
+        let reference_first = pair % 2 == 1;
+        let (first, second) = (once(reference_first, false)?.0, once(!reference_first, false)?.0);
+        let (t, r) = if reference_first { (second, first) } else { (first, second) };
+        let ratio = r.time.as_secs_f64() / t.time.as_secs_f64();
+        println!(
+            "  pair {} ({} first): tether {}; {} {}; {}/tether time {ratio:.2}",
+            pair + 1,
+            if reference_first { case.reference } else { "tether" },
+            t.describe(case.size),
+            case.reference,
+            r.describe(case.size),
+            case.reference,
+        );
+        tether.push(t.time);
+        reference.push(r.time);
+        tether_cpu.push(t.user + t.system);
+        reference_cpu.push(r.user + r.system);
+        tether_peak = tether_peak.max(t.sampled_kib);
+        reference_peak = reference_peak.max(r.sampled_kib);
+        pair_ratios.push(ratio);
+    }
+    let median_ratio = median_f64(&pair_ratios);
+    println!(
+        "  {label}: median of the pair ratios {median_ratio:.2} (pairs: {})",
+        pair_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ")
+    );
+    // The goal is judged on the pairs (each pair's two runs saw the same
+    // machine), not on medians taken apart.
+    let goal = case.goal;
+    let verdict = match case.mode {
+        Mode::Quick => format!("pairs' median {median_ratio:.2}, smoke run: no verdict"),
+        Mode::Full if median_ratio >= goal => format!("pairs' median {median_ratio:.2}, goal ≥ {goal:.2}: met"),
+        Mode::Full => format!("pairs' median {median_ratio:.2}, goal ≥ {goal:.2}: MISSED"),
+    };
+    let (t, r) = (tether.mib_s(Stat::Median, case.size), reference.mib_s(Stat::Median, case.size));
+    table.row(
+        &format!("{label}, whole process, median of {}", case.pairs),
+        format!("{t:.0} MiB/s"),
+        case.reference_tool,
+        format!("{r:.0} MiB/s"),
+        format!("{}, {verdict}", fmt_ratio(ratio(t, r), Better::Higher)),
+    );
+    let (tb, rb) = (tether.mib_s(Stat::Best, case.size), reference.mib_s(Stat::Best, case.size));
+    table.row(
+        &format!("{label}, whole process, best of {}", case.pairs),
+        format!("{tb:.0} MiB/s"),
+        case.reference_tool,
+        format!("{rb:.0} MiB/s"),
+        fmt_ratio(ratio(tb, rb), Better::Higher),
+    );
+    let (tc, rc) = (tether_cpu.median(), reference_cpu.median());
+    table.row(
+        &format!("{label}, CPU time {} (user + sys), median", case.cpu_of),
+        format!("{:.2} s", tc.as_secs_f64()),
+        case.cpu_reference,
+        format!("{:.2} s", rc.as_secs_f64()),
+        fmt_ratio(ratio(tc.as_secs_f64(), rc.as_secs_f64()), Better::Lower),
+    );
+    let show = |sampled: u64, exact: Option<u64>| match exact {
+        Some(exact) => format!("{} ({} exact, warm-up)", fmt_kib(sampled), fmt_kib(exact)),
+        None => fmt_kib(sampled),
+    };
+    let tether_max = tether_peak.max(warm_tether.unwrap_or(0));
+    table.row(
+        &format!("peak RSS of the process, {label} (goal ≤ 200 MiB)"),
+        show(tether_peak, warm_tether),
+        case.rss_reference,
+        show(reference_peak, warm_reference),
+        if tether_max <= RSS_LIMIT_KIB { "goal: met".into() } else { "goal: MISSED".into() },
+    );
+    Ok((tether_max > RSS_LIMIT_KIB).then(|| format!("tether {label} peaked at {}", fmt_kib(tether_max))))
+}
