@@ -21,7 +21,7 @@ fn inventory(dir: &Path, hosts: serde_json::Value) -> std::path::PathBuf {
 
 /// Netcat listeners on this machine, as `pgrep -a` shows them.
 fn listeners() -> Vec<String> {
-    let out = std::process::Command::new("pgrep").args(["-a", "-f", " -l -p [0-9]"]).output().unwrap();
+    let out = std::process::Command::new("pgrep").args(["-a", "-f", " -l( |$)"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.split_whitespace().nth(1).is_some_and(|argv0| argv0.rsplit('/').next() == Some("nc")))

@@ -23,6 +23,7 @@
 //! Every line the script reports on starts with [`MARK`].
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,7 +35,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::options::{NcOptions, Strategy};
-use crate::probe::{MARK, PortTool, Probe, clip};
+use crate::probe::{Flavour, MARK, PortTool, Probe, clip};
 
 /// Ports tried before giving up when each one turns out to be taken.
 const PORT_ATTEMPTS: usize = 8;
@@ -167,9 +168,20 @@ fn connected_check(probe: &Probe, port: u16) -> String {
     }
 }
 
+/// netcat's arguments to listen on `$p`, bound to `bind` where the flavour
+/// can bind an address (busybox's cannot: it listens on every address).
+fn listen_words(flavour: Flavour, bind: Option<IpAddr>) -> String {
+    match (flavour, bind) {
+        (Flavour::OpenBsd, Some(addr)) => format!("-l -s {addr} -p $p"),
+        (Flavour::Traditional, Some(addr)) => format!("-l -p $p -s {addr}"),
+        (Flavour::Ncat, Some(addr)) => format!("-l {addr} $p"),
+        _ => "-l -p $p".to_string(),
+    }
+}
+
 /// The listener script (see the module's documentation), one line long so
 /// that a console runs it as well.
-fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
+fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16, bind: Option<IpAddr>) -> String {
     let seconds = options.listener_timeout().as_secs_f64().ceil().max(1.0) as u64;
     let (setup, redirect, cleanup) = match job {
         Job::Receive { temp } => (
@@ -182,7 +194,8 @@ fn script(probe: &Probe, options: &NcOptions, job: &Job, port: u16) -> String {
     let check = listening_check(probe, options, port);
     // fd 3 keeps the script's stdin: a background job's stdin is /dev/null.
     let mut script = format!("exec 3<&0; l=; {setup}");
-    script.push_str(&format!("p={port}; {} -l -p $p {redirect} & n=$!; ", probe.nc));
+    let listen = listen_words(probe.flavour, bind);
+    script.push_str(&format!("p={port}; {} {listen} {redirect} & n=$!; ", probe.nc));
     let connected = connected_check(probe, port);
     script.push_str(&format!(
         "( trap 'kill $z 2>/dev/null; exit 0' TERM; sleep {seconds} & z=$!; wait $z; \
@@ -381,6 +394,21 @@ fn port_taken(chatter: &str) -> bool {
     chatter.to_ascii_lowercase().contains("in use")
 }
 
+/// True when netcat could not bind the address it was given: the host is
+/// reached at an address it does not hold (a NAT, a forwarded port).
+fn address_unavailable(chatter: &str) -> bool {
+    chatter.to_ascii_lowercase().contains("assign requested address")
+}
+
+/// How one attempt to start a listener ended, short of an error.
+enum Attempt {
+    Listening(Listener),
+    /// The port was taken; try another.
+    Taken(u16),
+    /// The address could not be bound; try again on every address.
+    Unbindable,
+}
+
 impl Listener {
     /// Starts a listener for `job` on a free port, trying the next port when
     /// one turns out to be taken.
@@ -390,19 +418,25 @@ impl Listener {
         options: &NcOptions,
         reserved: &Reserved,
         job: &Job,
+        bind: Option<IpAddr>,
         shown: &Path,
     ) -> Result<Listener> {
         let (mut from, mut used) = port_survey(inner, probe, options).await?;
         let mut taken = Vec::new();
+        let mut bind = bind;
         for _ in 0..PORT_ATTEMPTS {
             let Some(hold) = reserved.hold_first(from, &used) else { break };
-            match Listener::start_on(inner, probe, options, job, hold, shown).await? {
-                Ok(listener) => return Ok(listener),
-                Err(port) => {
+            match Listener::start_on(inner, probe, options, job, hold, bind, shown).await? {
+                Attempt::Listening(listener) => return Ok(listener),
+                Attempt::Taken(port) => {
                     tracing::debug!(port, "port taken on the host; trying another");
                     taken.push(port);
                     used.insert(port);
                     from = port.saturating_add(1).max(1);
+                }
+                Attempt::Unbindable => {
+                    tracing::debug!(?bind, "the host does not hold its address; listening on every address");
+                    bind = None;
                 }
             }
         }
@@ -410,17 +444,18 @@ impl Listener {
             .with_context(format!("{}: no free port for a listener (taken: {taken:?})", shown.display())))
     }
 
-    /// One attempt; `Ok(Err(port))` when the port was taken.
+    /// One attempt on the port `hold` holds.
     async fn start_on(
         inner: &Arc<dyn Transport>,
         probe: &Probe,
         options: &NcOptions,
         job: &Job,
         hold: Hold,
+        bind: Option<IpAddr>,
         shown: &Path,
-    ) -> Result<std::result::Result<Listener, u16>> {
+    ) -> Result<Attempt> {
         let port = hold.port;
-        let script = script(probe, options, job, port);
+        let script = script(probe, options, job, port, bind);
         let command = Command::shell(&script).env("LC_ALL", "C");
         let mut process = inner.spawn(&command).await?;
         let (send, events) = mpsc::channel(8);
@@ -447,13 +482,16 @@ impl Listener {
         match tokio::time::timeout(limit, listener.events.recv()).await {
             Ok(Some(Event::Ready { lifeline })) => {
                 listener.lifeline = lifeline && listener.stdin.is_some();
-                Ok(Ok(listener))
+                Ok(Attempt::Listening(listener))
             }
-            Ok(Some(Event::Shared)) => Ok(Err(port)),
+            Ok(Some(Event::Shared)) => Ok(Attempt::Taken(port)),
             Ok(Some(Event::Failed(status))) => {
                 let chatter = listener.chatter_text().await;
                 if port_taken(&chatter) {
-                    return Ok(Err(port));
+                    return Ok(Attempt::Taken(port));
+                }
+                if bind.is_some() && address_unavailable(&chatter) {
+                    return Ok(Attempt::Unbindable);
                 }
                 Err(Error::new(ErrorKind::CommandFailed, "nc").with_context(format!(
                     "{}: `{} -l -p {port}` exited with status {status} before it listened: {}",
@@ -614,7 +652,6 @@ pub(crate) async fn unexpected_answer(stream: &mut tether_core::BoxStream, limit
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Flavour;
 
     #[test]
     fn events_parse_and_junk_is_not_an_event() {
@@ -656,6 +693,36 @@ mod tests {
         assert!(reserved.hold_first(u16::MAX, &HashSet::from([u16::MAX])).is_none());
     }
 
+    /// Each flavour that can bind an address is told the host's, in its
+    /// own words, and really listens there alone; one the host does not
+    /// hold fails with the words that send the transport back to every
+    /// address.
+    #[test]
+    fn listeners_bind_the_hosts_address() {
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        for (flavour, nc) in
+            [(Flavour::OpenBsd, "nc.openbsd"), (Flavour::Traditional, "nc.traditional"), (Flavour::Ncat, "ncat")]
+        {
+            let port = free_port();
+            let listen = listen_words(flavour, Some(loopback));
+            let run = format!("p={port}; {nc} {listen} </dev/null >/dev/null & n=$!; sleep 0.3; ss -Hltn; kill $n");
+            let out = std::process::Command::new("sh").args(["-c", &run]).output().unwrap();
+            let listening: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| {
+                    l.split_whitespace().nth(3).filter(|a| a.ends_with(&format!(":{port}"))).map(String::from)
+                })
+                .collect();
+            assert_eq!(listening, [format!("127.0.0.1:{port}")], "{nc} {listen}");
+
+            let elsewhere = listen_words(flavour, Some("192.0.2.1".parse().unwrap()));
+            let run = format!("p={port}; {nc} {elsewhere} </dev/null >/dev/null");
+            let out = std::process::Command::new("sh").args(["-c", &run]).output().unwrap();
+            assert!(address_unavailable(&String::from_utf8_lossy(&out.stderr)), "{nc}: {out:?}");
+        }
+        assert_eq!(listen_words(Flavour::Busybox, Some(loopback)), "-l -p $p");
+    }
+
     #[test]
     fn taken_ports_in_every_flavours_words() {
         for message in [
@@ -674,7 +741,7 @@ mod tests {
         let probe =
             Probe { flavour: Flavour::OpenBsd, ports: PortTool::Ss, hasher: Some("sha256sum"), nc: "nc".into() };
         let job = Job::Receive { temp: PathBuf::from("/tmp/it's\nnew") };
-        let script = script(&probe, &NcOptions::default(), &job, 20000);
+        let script = script(&probe, &NcOptions::default(), &job, 20000, None);
         assert!(!script.contains("\n\n"), "{script}");
         assert!(script.contains("nc -l -p $p"), "{script}");
         assert!(script.contains("sleep 30 "), "{script}");
@@ -695,7 +762,7 @@ mod tests {
     ) -> std::process::Child {
         let probe = Probe { flavour: Flavour::OpenBsd, ports, hasher: Some("sha256sum"), nc: "nc.openbsd".into() };
         std::process::Command::new("sh")
-            .args(["-c", &script(&probe, options, job, port)])
+            .args(["-c", &script(&probe, options, job, port, None)])
             .stdin(stdin)
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -842,7 +909,7 @@ mod tests {
                 Probe { flavour: Flavour::OpenBsd, ports: PortTool::Ss, hasher: Some(hasher), nc: "nc.openbsd".into() };
             let port = free_port();
             let mut child = std::process::Command::new("sh")
-                .args(["-c", &script(&probe, &NcOptions::default(), &job, port)])
+                .args(["-c", &script(&probe, &NcOptions::default(), &job, port, None)])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())
                 .spawn()

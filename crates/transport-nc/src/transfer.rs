@@ -97,8 +97,11 @@ impl NcFiles {
 
     async fn listen(&self, job: &Job, shown: &Path) -> Result<(Listener, BoxStream)> {
         let probe = self.probe().await?;
+        // Bound to the address the host is reached at, where netcat can
+        // bind one: nobody on another network of the host can connect.
+        let bind = self.address.parse().ok();
         let mut listener =
-            Listener::start(self.shell.inner(), probe, &self.options, &self.reserved, job, shown).await?;
+            Listener::start(self.shell.inner(), probe, &self.options, &self.reserved, job, bind, shown).await?;
         let stream = self.dial(listener.port()).await?;
         listener.arm().await?;
         Ok((listener, stream))

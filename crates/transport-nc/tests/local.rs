@@ -44,10 +44,16 @@ async fn missing_nc_is_named() {
 async fn a_running_listener_is_seen() {
     let _serial = serial().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    for program in [&["nc.openbsd"][..], &["busybox", "nc"]] {
+    let port = port.to_string();
+    // The forms the transport starts: every address, or the host's own.
+    let forms: [&[&str]; 3] = [
+        &["nc.openbsd", "-l", "-p", &port],
+        &["nc.openbsd", "-l", "-s", "127.0.0.1", "-p", &port],
+        &["busybox", "nc", "-l", "-p", &port],
+    ];
+    for program in forms {
         let mut child = std::process::Command::new(program[0])
             .args(&program[1..])
-            .args(["-l", "-p", &port.to_string()])
             .stdin(std::process::Stdio::null())
             .spawn()
             .unwrap();

@@ -67,7 +67,7 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
 /// Netcat listeners running on this machine (any flavour, any name the
 /// tests give it), as `pgrep -a` lists them.
 pub fn listeners() -> Vec<String> {
-    let out = std::process::Command::new("pgrep").args(["-a", "-f", " -l -p [0-9]"]).output().unwrap();
+    let out = std::process::Command::new("pgrep").args(["-a", "-f", " -l( |$)"]).output().unwrap();
     let names = ["nc", "nc.openbsd", "nc.traditional", "ncat", "busybox"];
     String::from_utf8_lossy(&out.stdout)
         .lines()
