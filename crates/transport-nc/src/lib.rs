@@ -23,11 +23,12 @@
 //! listener's command is its lifeline: when it ends (the local side died),
 //! netcat is killed at once.
 //!
-//! Netcat listens on every address of the host (busybox's can do nothing
-//! else): the checksum catches data that someone else sent, but on a
-//! shared network a file fetched with `get` can be read by whoever
-//! connects first. Use a hop (the data then crosses the network inside
-//! SSH up to the hop) or a trusted lab network.
+//! Netcat listens on the address the host is reached at where its flavour
+//! can bind one (every address when the host does not hold it, as behind
+//! a NAT; busybox's always listens on every address). The checksum catches
+//! data that someone else sent, but on a shared network a file fetched with
+//! `get` can be read by whoever connects first. Use a hop (the data then
+//! crosses the network inside SSH up to the hop) or a trusted lab network.
 //!
 //! The options are `nc_options` ([`NcOptions`]).
 
