@@ -63,6 +63,16 @@ pub(crate) enum Job {
     Send { file: PathBuf },
 }
 
+impl Job {
+    /// The transfer this listener serves, as errors name it.
+    fn operation(&self) -> &'static str {
+        match self {
+            Job::Receive { .. } => "put",
+            Job::Send { .. } => "get",
+        }
+    }
+}
+
 /// What the script reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
@@ -508,7 +518,7 @@ impl Listener {
                 let status = listener.wait().await;
                 let chatter = listener.chatter_text().await;
                 let output = Output { status, stdout: Vec::new(), stderr: chatter.into_bytes() };
-                Err(failed("put", shown.display(), output))
+                Err(failed(job.operation(), shown.display(), output))
             }
             Err(_) => Err(Error::new(ErrorKind::Timeout, "nc").with_context(format!(
                 "{}: port {port} did not listen within {:.1} s (listener_timeout)",
